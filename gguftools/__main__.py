@@ -1,0 +1,3 @@
+from gguftools.cli import main
+
+main()
