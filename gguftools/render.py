@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from gguftools.container import ArrayValue, GGUFModel, MetadataField
 from gguftools.mtp import OPTIONAL_NEXTN_TENSORS, REQUIRED_NEXTN_TENSORS, MTPInfo
+from gguftools.verify import Verdict
 
 ARRAY_PREVIEW = 8
 STRING_PREVIEW = 200
@@ -211,4 +212,72 @@ def inspect_text(model: GGUFModel, info: MTPInfo, full: bool, tensors: bool) -> 
     if problems:
         lines += ["", "problems:"]
         lines += [f"  - {printable(problem)}" for problem in problems]
+    return "\n".join(lines)
+
+
+def verify_json(verdict: Verdict, path: str) -> dict[str, Any]:
+    spread = verdict.norm_spread
+    return {
+        "file": path,
+        "verdict": verdict.source,
+        "strength": verdict.strength,
+        "reason": verdict.reason,
+        "acceptance": {
+            feed: {"accepted": score.accepted, "positions": score.positions, "rate": score.acceptance}
+            for feed, score in verdict.scores.items()
+        },
+        "difference": verdict.difference,
+        "difference_ci95": list(verdict.ci95),
+        "discordant": {"post_norm_only": verdict.post_only, "pre_norm_only": verdict.pre_only},
+        "p_value": verdict.p_value,
+        "control_acceptance": verdict.control_acceptance,
+        "output_norm": {
+            "mean": spread.mean,
+            "std": spread.std,
+            "min": spread.min,
+            "max": spread.max,
+            "coefficient_of_variation": spread.coefficient_of_variation,
+        },
+        "tokens": verdict.tokens,
+        "windows": verdict.windows,
+        "window_length": verdict.window_length,
+        "file_key": verdict.file_key,
+        "file_value": _json_scalar(verdict.file_value),
+        "agrees_with_file": verdict.agrees_with_file,
+    }
+
+
+def verify_text(verdict: Verdict, path: str, text_name: str) -> str:
+    spread = verdict.norm_spread
+    rows = [
+        [feed, score.accepted, score.positions, f"{score.acceptance:.1%}"] for feed, score in verdict.scores.items()
+    ]
+    low, high = verdict.ci95
+    lines = [
+        f"file: {printable(path)}",
+        f"text: {printable(text_name)}, {verdict.tokens} tokens in {verdict.windows} windows of up to "
+        f"{verdict.window_length}",
+        f"output_norm weights: mean {spread.mean:.3f}, std {spread.std:.3f}, min {spread.min:.3f}, "
+        f"max {spread.max:.3f}, coefficient of variation {spread.coefficient_of_variation:.3f}",
+        "",
+        tabulate(rows, headers=["feed", "accepted", "positions", "depth-1 acceptance"]),
+        "",
+        f"paired difference (post_norm - pre_norm): {verdict.difference * 100:+.2f} points, "
+        f"95% CI [{low * 100:+.2f}, {high * 100:+.2f}]",
+        f"positions accepted by one feed only: post_norm {verdict.post_only}, pre_norm {verdict.pre_only}; "
+        f"McNemar exact p = {verdict.p_value:.3g}",
+        f"control (post_norm drafts against the token one step later): {verdict.control_acceptance:.1%}",
+        "",
+        f"verdict: {verdict.source} ({verdict.strength} evidence): {verdict.reason}",
+    ]
+    if verdict.file_value is None:
+        lines.append(f"{verdict.file_key}: not set in the file")
+    elif verdict.agrees_with_file is None:
+        lines.append(f"{verdict.file_key}: {printable(verdict.file_value)} in the file (no verdict to compare)")
+    elif verdict.agrees_with_file:
+        lines.append(f"{verdict.file_key}: {printable(verdict.file_value)} in the file, which agrees")
+    else:
+        lines.append(
+            f"{verdict.file_key}: {printable(verdict.file_value)} in the file, which DISAGREES with the measurement"
+        )
     return "\n".join(lines)

@@ -9,8 +9,7 @@ References followed (read, not copied):
 - llama.cpp ``ggml/src/ggml-cpu/ops.cpp`` (NeoX rotary layout) and ``src/models/delta-net-base.cpp``
   (chunked gated delta rule);
 - transformers 5.25 ``models/qwen3_5/modeling_qwen3_5.py`` (``torch_recurrent_gated_delta_rule``,
-  ``torch_chunk_gated_delta_rule``, ``l2norm``, ``causal_conv1d_fn``, ``eager_attention_forward``);
-- Yang, Kautz and Hatamizadeh, "Gated Delta Networks: Improving Mamba2 with Delta Rule" (2024).
+  ``torch_chunk_gated_delta_rule``, ``l2norm``, ``causal_conv1d_fn``, ``eager_attention_forward``).
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ def rotary_neox(x: np.ndarray, positions: np.ndarray, n_rot: int, freq_base: flo
     """Rotate the first ``n_rot`` dims of each head by position, in the NeoX ("rotate half") layout.
 
     ``x`` is ``[T, n_head, head_dim]``. Dim ``i < n_rot/2`` is paired with dim ``i + n_rot/2`` and the pair
-    turns by ``position * freq_base ** (-2i / n_rot)``; dims from ``n_rot`` on pass through unchanged.
+    turns by ``position * freq_base ** (-2i / n_rot)``. Dims from ``n_rot`` on pass through unchanged.
     """
     half = n_rot // 2
     inv_freq = freq_base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)  # [n_rot/2]

@@ -1,0 +1,270 @@
+"""Measure which hidden state an MTP head was trained on: pre-norm or post-norm.
+
+The target model runs teacher-forced over real text, cut into windows no longer than the model's context.
+At every position ``t`` of a window, the MTP head drafts ``x_{t+2}`` from the target's hidden state ``h_t``
+and the next token ``x_{t+1}``, once with ``h_t`` taken before the final norm and once after it. A draft is
+accepted when it equals the target's own greedy prediction for that position (depth-1 acceptance, as
+engines report it). Both feeds are scored on the same positions, so the comparison is paired: McNemar's
+exact test on the positions where exactly one feed is accepted gives the p-value.
+
+The two feeds differ only through the per-channel weights of ``output_norm``: the head's ``hnorm`` removes
+any per-position scale. When those weights are nearly uniform, the feeds are equivalent and no
+measurement can tell them apart, so the verdict is ``undetermined``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from importlib import resources
+
+import numpy as np
+
+from gguftools import __version__
+from gguftools.container import GGUFModel
+from gguftools.errors import ModelError, UnsupportedError
+from gguftools.model.qwen35 import Qwen35Model
+from gguftools.model.weights import GGUFWeights
+from gguftools.mtp import Layout, describe_mtp
+from gguftools.tokenize import load_tokenizer
+
+SUPPORTED_ARCHITECTURES = ("qwen35",)
+FEEDS = ("post_norm", "pre_norm")
+DEFAULT_TOKENS = 4096
+DEFAULT_MAX_WINDOW = 1024
+DEFAULT_ALPHA = 0.01
+# A difference smaller than this (in acceptance, 0.005 = half a point) is reported as no preference,
+# however significant, because engines would not notice it.
+DEFAULT_MIN_DIFFERENCE = 0.005
+# Below this coefficient of variation of output_norm, pre- and post-norm feeds are nearly the same vector
+# after hnorm, so a measured difference says little about training.
+MIN_NORM_SPREAD = 0.02
+MIN_WINDOW = 3
+
+
+@dataclasses.dataclass
+class NormSpread:
+    """Statistics of the final norm's per-channel weights (effective scales as stored)."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @property
+    def coefficient_of_variation(self) -> float:
+        return self.std / abs(self.mean) if self.mean else float("inf")
+
+
+@dataclasses.dataclass
+class FeedScore:
+    feed: str
+    accepted: int
+    positions: int
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / self.positions if self.positions else float("nan")
+
+
+@dataclasses.dataclass
+class Verdict:
+    """The measurement and what it says; ``source`` is ``post_norm``, ``pre_norm`` or ``undetermined``."""
+
+    source: str
+    strength: str  # "strong", "moderate", "weak" or "none"
+    reason: str
+    scores: dict[str, FeedScore]
+    difference: float  # acceptance(post_norm) - acceptance(pre_norm)
+    ci95: tuple[float, float]
+    post_only: int  # positions accepted with the post-norm feed only
+    pre_only: int
+    p_value: float
+    control_acceptance: float  # drafts scored against the token one step later: near chance for a real head
+    norm_spread: NormSpread
+    tokens: int
+    windows: int
+    window_length: int
+    file_key: str
+    file_value: str | bytes | None
+
+    @property
+    def agrees_with_file(self) -> bool | None:
+        if self.file_value is None or self.source == "undetermined":
+            return None
+        return self.file_value == self.source
+
+    def evidence_summary(self) -> str:
+        """One line recorded beside the key by ``verify --write``."""
+        post, pre = self.scores["post_norm"], self.scores["pre_norm"]
+        return (
+            f"gguftools {__version__} verify: post_norm {post.acceptance:.4f} vs pre_norm {pre.acceptance:.4f} "
+            f"depth-1 acceptance over {post.positions} positions ({self.tokens} tokens), "
+            f"McNemar p={self.p_value:.2g}, verdict {self.source} ({self.strength})"
+        )
+
+
+def mcnemar_p_value(only_first: int, only_second: int) -> float:
+    """Return the two-sided exact McNemar p-value for the discordant counts of a paired comparison."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    k = min(only_first, only_second)
+    # P(X <= k) for X ~ Binomial(n, 1/2), summed in log space so that large n does not underflow to 0 early
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    top = max(log_terms)
+    tail = math.exp(top) * sum(math.exp(term - top) for term in log_terms)
+    return min(1.0, 2.0 * tail)
+
+
+def paired_difference_ci(accepted_first: np.ndarray, accepted_second: np.ndarray) -> tuple[float, float, float]:
+    """Return the mean paired difference and its 95% normal-approximation interval."""
+    differences = accepted_first.astype(np.float64) - accepted_second.astype(np.float64)
+    n = len(differences)
+    mean = float(differences.mean())
+    if n < 2:
+        return mean, -1.0, 1.0
+    half_width = 1.96 * float(differences.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half_width, mean + half_width
+
+
+def norm_spread(weights: np.ndarray) -> NormSpread:
+    return NormSpread(float(weights.mean()), float(weights.std()), float(weights.min()), float(weights.max()))
+
+
+def windows_of(tokens: np.ndarray, window_length: int) -> list[np.ndarray]:
+    """Cut ``tokens`` into consecutive windows; a last partial window is kept if it has at least 3 tokens."""
+    windows = [tokens[start : start + window_length] for start in range(0, len(tokens), window_length)]
+    return [window for window in windows if len(window) >= MIN_WINDOW]
+
+
+def sample_text() -> str:
+    return resources.files("gguftools.data").joinpath("sample.txt").read_text(encoding="utf-8")
+
+
+def demo_model_path() -> str:
+    return str(resources.files("gguftools.data").joinpath("demo.gguf"))
+
+
+def check_verifiable(model: GGUFModel) -> int:
+    """Raise a clear error unless ``model`` has an architecture and a complete MTP block verify can run."""
+    arch = model.architecture
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise UnsupportedError(
+            f"verify supports the architectures {', '.join(SUPPORTED_ARCHITECTURES)}, not {arch!r}", model.path
+        )
+    info = describe_mtp(model)
+    if info.layout is not Layout.COMPLETE:
+        details = "; ".join(info.problems) or "no blk.N.nextn.* tensors"
+        raise ModelError(f"verify needs a complete MTP block, but the layout is {info.layout.value}: {details}", model.path)
+    return info.blocks[0].index
+
+
+def run_verify(
+    model: GGUFModel,
+    text: str,
+    max_tokens: int = DEFAULT_TOKENS,
+    max_window: int = DEFAULT_MAX_WINDOW,
+    alpha: float = DEFAULT_ALPHA,
+    min_difference: float = DEFAULT_MIN_DIFFERENCE,
+    progress: Callable[[int, int], None] | None = None,
+) -> Verdict:
+    """Score both feeds of ``model``'s MTP head on ``text`` and return the verdict."""
+    block = check_verifiable(model)
+    arch = model.architecture
+    net = Qwen35Model(GGUFWeights(model), path=model.path)
+    hparams = net.hparams
+
+    tokenizer = load_tokenizer(model)
+    tokens = np.asarray(tokenizer.encode(text, add_special_tokens=False).ids[:max_tokens], dtype=np.int64)
+    context = hparams.context_length or max_window
+    window_length = max(MIN_WINDOW, min(context, max_window))
+    windows = windows_of(tokens, window_length)
+    if not windows:
+        raise ModelError(f"the text gives {len(tokens)} tokens, too few to score (at least {MIN_WINDOW} needed)", model.path)
+
+    head = net.load_mtp_head(block)
+    accepted = {feed: [] for feed in FEEDS}
+    control = []
+    for number, window in enumerate(windows):
+        trunk = net.forward(window)
+        target = trunk.logits.argmax(axis=-1)  # target[t] is the target's greedy token for position t + 1
+        next_tokens = window[1:]  # x_{t+1} for t = 0 .. L-2
+        hidden = {"pre_norm": trunk.hidden_pre_norm[:-1], "post_norm": trunk.hidden_post_norm[:-1]}
+        for feed in FEEDS:
+            draft = head.logits(hidden[feed], next_tokens).argmax(axis=-1)  # drafts of x_{t+2}
+            accepted[feed].append(draft == target[1:])
+            if feed == "post_norm" and len(window) > MIN_WINDOW:
+                control.append(draft[:-1] == target[2:])  # the target's token one step too late
+        if progress is not None:
+            progress(number + 1, len(windows))
+    del head
+
+    outcomes = {feed: np.concatenate(accepted[feed]) for feed in FEEDS}
+    scores = {feed: FeedScore(feed, int(outcomes[feed].sum()), len(outcomes[feed])) for feed in FEEDS}
+    post_only = int((outcomes["post_norm"] & ~outcomes["pre_norm"]).sum())
+    pre_only = int((outcomes["pre_norm"] & ~outcomes["post_norm"]).sum())
+    difference, low, high = paired_difference_ci(outcomes["post_norm"], outcomes["pre_norm"])
+    p_value = mcnemar_p_value(post_only, pre_only)
+    control_acceptance = float(np.concatenate(control).mean()) if control else float("nan")
+    spread = norm_spread(model.dequantize("output_norm.weight"))
+
+    source, strength, reason = decide(scores, difference, p_value, control_acceptance, spread, alpha, min_difference)
+    key = f"{arch}.nextn_hidden_source"
+    return Verdict(
+        source=source,
+        strength=strength,
+        reason=reason,
+        scores=scores,
+        difference=difference,
+        ci95=(low, high),
+        post_only=post_only,
+        pre_only=pre_only,
+        p_value=p_value,
+        control_acceptance=control_acceptance,
+        norm_spread=spread,
+        tokens=len(tokens),
+        windows=len(windows),
+        window_length=window_length,
+        file_key=key,
+        file_value=model.get(key),
+    )
+
+
+def decide(
+    scores: dict[str, FeedScore],
+    difference: float,
+    p_value: float,
+    control_acceptance: float,
+    spread: NormSpread,
+    alpha: float,
+    min_difference: float,
+) -> tuple[str, str, str]:
+    """Turn the measurement into (verdict, strength, reason)."""
+    best = max(score.acceptance for score in scores.values())
+    if spread.coefficient_of_variation < MIN_NORM_SPREAD:
+        return (
+            "undetermined",
+            "none",
+            f"output_norm is nearly uniform (coefficient of variation {spread.coefficient_of_variation:.3f}), "
+            f"so the two feeds reach the head as almost the same vector",
+        )
+    if not math.isnan(control_acceptance) and best <= control_acceptance + 0.02:
+        return (
+            "undetermined",
+            "none",
+            f"the head's best acceptance ({best:.1%}) is not above the shifted-target control "
+            f"({control_acceptance:.1%}): the head does not predict this text",
+        )
+    winner = "post_norm" if difference > 0 else "pre_norm"
+    if p_value >= alpha:
+        return "undetermined", "weak", f"the difference is not significant (p = {p_value:.2g} >= {alpha})"
+    if abs(difference) < min_difference:
+        return (
+            "undetermined",
+            "weak",
+            f"the difference ({difference * 100:+.2f} points) is below {min_difference * 100:.1f} points",
+        )
+    strength = "strong" if p_value < 1e-6 else "moderate"
+    return winner, strength, f"{winner} drafts are accepted more often (p = {p_value:.2g})"
