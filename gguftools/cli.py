@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sys
 from typing import Any
 
@@ -11,7 +13,7 @@ import click
 from gguftools import __version__
 from gguftools.container import ValueType, open_gguf
 from gguftools.container.writer import NewValue
-from gguftools.edit import set_metadata
+from gguftools.edit import EditResult, remove_stale_temps, set_metadata, temp_pattern
 from gguftools.errors import GGUFToolsError
 from gguftools.mtp import NEXTN_HIDDEN_SOURCE, Layout, describe_mtp
 from gguftools.render import inspect_json, inspect_text, printable, verify_json, verify_text
@@ -64,6 +66,20 @@ def inspect(file: str, full: bool, list_tensors: bool, json_: bool) -> None:
         raise fail(error, 2) from None
 
 
+def echo_edit_notes(result: EditResult) -> None:
+    """Print on stderr what an edit removed or could not keep."""
+    for stale in result.stale_removed:
+        click.echo(f"removed a temporary file left by an interrupted edit: {printable(stale)}", err=True)
+    if result.other_links:
+        click.echo(
+            f"note: {printable(result.path)} had {result.other_links} other hard link(s); they still show the old "
+            f"file, because the edit writes a new one",
+            err=True,
+        )
+    for warning in result.warnings:
+        click.echo(f"warning: {printable(warning)}", err=True)
+
+
 @cli.command("set-mtp-source")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--post-norm", "source", flag_value="post_norm", help="The head was trained on the hidden state after the final norm.")
@@ -71,11 +87,12 @@ def inspect(file: str, full: bool, list_tensors: bool, json_: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of replacing FILE.")
 @click.option("--dry-run", is_flag=True, help="Show the change without writing anything.")
 @click.option("--force", is_flag=True, help="Write even when the file has no MTP tensors, and replace an existing --output.")
-def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: bool, force: bool) -> None:
+@click.option("--keep-mtime", is_flag=True, help="Give the new file the modification time of the file it replaces.")
+def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: bool, force: bool, keep_mtime: bool) -> None:
     """Write the key {arch}.nextn_hidden_source (post_norm or pre_norm).
 
     Every other key, every tensor info and every tensor byte stays the same. The file is replaced only once
-    the new one is complete and reads back correctly.
+    the new one is complete and reads back correctly; see "Safety of edits" in the README.
 
     Example: gguftools set-mtp-source --post-norm model.gguf
     """
@@ -99,14 +116,18 @@ def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: b
             )
         old_text = printable(old) if old is not None else "(not set)"
         if dry_run:
+            for stale in glob.glob(temp_pattern(os.path.realpath(output or target))):
+                click.echo(f"note: a temporary file left by an interrupted edit exists: {printable(stale)}", err=True)
             click.echo(f"{key}: {old_text} -> {source}")
             return
         if old == source and output is None:
+            for stale in remove_stale_temps(os.path.realpath(target)):
+                click.echo(f"removed a temporary file left by an interrupted edit: {printable(stale)}", err=True)
             click.echo(f"{key}: already {source}; nothing to do")
             return
-        result = set_metadata(target, {key: NewValue(ValueType.STRING, source)}, output=output, overwrite_output=force)
-        for stale in result.stale_removed:
-            click.echo(f"removed a temporary file left by an interrupted edit: {stale}", err=True)
+        changes = {key: NewValue(ValueType.STRING, source)}
+        result = set_metadata(target, changes, output=output, overwrite_output=force, keep_mtime=keep_mtime)
+        echo_edit_notes(result)
         click.echo(f"{key}: {old_text} -> {source} ({printable(result.path)})")
     except GGUFToolsError as error:
         raise fail(error) from None
@@ -168,6 +189,32 @@ def verify(
             click.echo(f"wrote {verdict.file_key} = {verdict.source} to {printable(result.path)}", err=json_)
     except GGUFToolsError as error:
         raise fail(error) from None
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--schema", "schema_dir", type=click.Path(file_okay=False), help="Read {arch}.json from this folder instead of the schemas shipped with gguftools.")
+@click.option("--json", "json_", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--strict", is_flag=True, help="Exit with 1 on warnings too, not only on errors.")
+def validate(file: str, schema_dir: str | None, json_: bool, strict: bool) -> None:
+    """Check a GGUF file against its architecture's schema and the MTP rules.
+
+    Prints one line per finding, `level rule-id: message`. Exits with 0 when there is no error, 1 when
+    there is one (or a warning, with --strict), and 2 when the file or the schema cannot be read.
+
+    Example: gguftools validate model.gguf --strict
+    """
+    from gguftools.validate import report_json, report_text, validate_file
+
+    try:
+        report = validate_file(file, schema_dir)
+    except GGUFToolsError as error:
+        raise fail(error, 2) from None
+    if json_:
+        click.echo(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        click.echo(report_text(report))
+    sys.exit(report.exit_code(strict))
 
 
 def main() -> None:

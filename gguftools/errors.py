@@ -37,3 +37,7 @@ class ModelError(GGUFToolsError):
 
 class EditError(GGUFToolsError):
     """An edit was refused or failed; the original file is unchanged."""
+
+
+class SchemaError(GGUFToolsError):
+    """A schema file cannot be loaded: invalid JSON, or not a valid JSON Schema."""

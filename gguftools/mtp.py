@@ -24,8 +24,12 @@ HIDDEN_SOURCES = ("post_norm", "pre_norm")
 REQUIRED_NEXTN_TENSORS = ("eh_proj", "enorm", "hnorm")
 OPTIONAL_NEXTN_TENSORS = ("shared_head_norm", "embed_tokens", "shared_head_head")
 
-NEXTN_TENSOR = re.compile(r"^blk\.(\d+)\.nextn\.([A-Za-z0-9_]+)\.weight$")
-BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.")
+# Published models have 1 to 3 MTP blocks; the bound only keeps a corrupt key from exhausting memory.
+MAX_NEXTN_PREDICT_LAYERS = 1024
+
+# Block numbers of at most 9 digits: a damaged name with thousands of digits would make int() fail.
+NEXTN_TENSOR = re.compile(r"^blk\.([0-9]{1,9})\.nextn\.([A-Za-z0-9_]+)\.weight$")
+BLOCK_TENSOR = re.compile(r"^blk\.([0-9]{1,9})\.")
 
 
 class Layout(str, enum.Enum):
@@ -96,6 +100,12 @@ def describe_mtp(model: GGUFModel) -> MTPInfo:
     if block_count is not None and nextn_layers:
         if nextn_layers > block_count:
             problems.append(f"nextn_predict_layers ({nextn_layers}) is larger than block_count ({block_count})")
+        elif nextn_layers > MAX_NEXTN_PREDICT_LAYERS:
+            # A damaged key: listing its blocks one by one would take memory in proportion to the number.
+            problems.append(
+                f"nextn_predict_layers ({nextn_layers}) is implausibly large "
+                f"(more than {MAX_NEXTN_PREDICT_LAYERS}); the MTP blocks are taken from the tensors alone"
+            )
         else:
             expected_blocks = list(range(block_count - nextn_layers, block_count))
 

@@ -18,10 +18,7 @@ STRING_PREVIEW = 200
 
 def printable(value: str | bytes) -> str:
     """Escape control characters (and undecodable bytes) so that text is safe to print on one line."""
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", errors="backslashreplace")
-    else:
-        text = value.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    text = json_safe(value)
     out = []
     for char in text:
         code = ord(char)
@@ -30,6 +27,20 @@ def printable(value: str | bytes) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def json_safe(value: str | bytes) -> str:
+    """Return text that encodes as UTF-8: each byte that is not valid UTF-8 becomes ``\\xNN``.
+
+    Keys and tensor names that are not valid UTF-8 reach here as ``str`` with surrogate escapes (the reader
+    decodes them with ``surrogateescape``), string values as ``bytes``.
+    """
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    try:
+        return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that surrogateescape did not produce
+        return value.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def _scalar_text(value: Any, full: bool) -> str:
@@ -137,7 +148,7 @@ def inspect_json(model: GGUFModel, info: MTPInfo, full: bool, tensors: bool) -> 
         "name": _json_scalar(model.get("general.name")),
         "tensor_count": len(model.tensors),
         "metadata_count": len(model.metadata),
-        "metadata": {key: field_json(field, full) for key, field in model.metadata.items()},
+        "metadata": {json_safe(key): field_json(field, full) for key, field in model.metadata.items()},
         "tensor_types": tensor_type_summary(model),
         "mtp": mtp_json(info, model),
         "problems": model.problems,
@@ -145,7 +156,7 @@ def inspect_json(model: GGUFModel, info: MTPInfo, full: bool, tensors: bool) -> 
     if tensors:
         result["tensors"] = [
             {
-                "name": tensor.name,
+                "name": json_safe(tensor.name),
                 "shape": list(tensor.shape),
                 "type": tensor.type_name,
                 "bytes": tensor.nbytes,

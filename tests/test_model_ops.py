@@ -95,7 +95,8 @@ def rotary_by_complex_numbers(x, positions, n_rot, base):
         for h in range(x.shape[1]):
             for i in range(half):
                 z = complex(x[t, h, i], x[t, h, i + half])
-                z *= complex(math.cos(position * base ** (-2 * i / n_rot)), math.sin(position * base ** (-2 * i / n_rot)))
+                angle = position * base ** (-2 * i / n_rot)
+                z *= complex(math.cos(angle), math.sin(angle))
                 out[t, h, i], out[t, h, i + half] = z.real, z.imag
     return out
 

@@ -613,6 +613,115 @@ def check_gguf(description: dict, trunk_layers: int) -> None:
             raise SystemExit(f"GGUF tensor {name} is missing")
 
 
+def tile_value_heads(array: np.ndarray, head_dim: int, axis: int, num_k: int, num_v: int) -> np.ndarray:
+    """Reorder value heads from grouped by key head (transformers) to tiled (llama.cpp) along axis."""
+    moved = np.moveaxis(array, axis, 0)
+    rest = moved.shape[1:]
+    grouped = moved.reshape(num_k, num_v // num_k, head_dim, *rest)
+    tiled = np.swapaxes(grouped, 0, 1).reshape(moved.shape)
+    return np.moveaxis(tiled, 0, axis)
+
+
+def check_conversion(model_dir: Path, gguf_path: Path, config) -> list[str]:
+    """Compare the F32 GGUF's tensors with the checkpoint's; return the storage conventions confirmed.
+
+    Raises SystemExit on the first tensor that does not match its expected transform.
+    """
+    import gguf
+    from safetensors.numpy import load_file
+
+    source = load_file(str(model_dir / "model.safetensors"))
+    reader = gguf.GGUFReader(str(gguf_path))
+    stored = {t.name: np.asarray(t.data).reshape([int(d) for d in reversed(t.shape)]) for t in reader.tensors}
+    num_k, num_v = config.linear_num_key_heads, config.linear_num_value_heads
+    key_dim = config.linear_key_head_dim * num_k
+    head_v = config.linear_value_head_dim
+    mtp = config.num_hidden_layers
+    linear = config.layer_types.index("linear_attention")
+    full = config.layer_types.index("full_attention")
+    hf_linear = f"model.layers.{linear}.linear_attn"
+
+    def tile(array, head_dim, axis=0):
+        return tile_value_heads(array, head_dim, axis, num_k, num_v)
+
+    qkv = source[f"{hf_linear}.in_proj_qkv.weight"]
+    conv = source[f"{hf_linear}.conv1d.weight"][:, 0, :]
+    checks = [
+        ("output_norm.weight stores 1 + model.norm.weight",
+         "output_norm.weight", source["model.norm.weight"] + 1),
+        ("post_attention_norm stores 1 + post_attention_layernorm.weight",
+         f"blk.{linear}.post_attention_norm.weight",
+         source[f"model.layers.{linear}.post_attention_layernorm.weight"] + 1),
+        ("attn_q_norm stores 1 + q_norm.weight",
+         f"blk.{full}.attn_q_norm.weight", source[f"model.layers.{full}.self_attn.q_norm.weight"] + 1),
+        ("attn_q is q_proj unchanged: query and output gate interleaved per head (2 x head_dim rows each)",
+         f"blk.{full}.attn_q.weight", source[f"model.layers.{full}.self_attn.q_proj.weight"]),
+        ("ssm_norm stores the gated norm's weight without + 1",
+         f"blk.{linear}.ssm_norm.weight", source[f"{hf_linear}.norm.weight"]),
+        ("ssm_a stores -exp(A_log), value heads tiled",
+         f"blk.{linear}.ssm_a", tile(-np.exp(source[f"{hf_linear}.A_log"].astype(np.float64)), 1)),
+        ("ssm_dt.bias stores dt_bias, value heads tiled",
+         f"blk.{linear}.ssm_dt.bias", tile(source[f"{hf_linear}.dt_bias"], 1)),
+        ("attn_qkv is in_proj_qkv with the V rows tiled (k-head = v-head mod n_k)",
+         f"blk.{linear}.attn_qkv.weight", np.concatenate([qkv[:2 * key_dim], tile(qkv[2 * key_dim:], head_v)])),
+        ("attn_gate is in_proj_z, value heads tiled",
+         f"blk.{linear}.attn_gate.weight", tile(source[f"{hf_linear}.in_proj_z.weight"], head_v)),
+        ("ssm_alpha is in_proj_a, value heads tiled",
+         f"blk.{linear}.ssm_alpha.weight", tile(source[f"{hf_linear}.in_proj_a.weight"], 1)),
+        ("ssm_beta is in_proj_b, value heads tiled",
+         f"blk.{linear}.ssm_beta.weight", tile(source[f"{hf_linear}.in_proj_b.weight"], 1)),
+        ("ssm_conv1d is conv1d squeezed to [channels, kernel], V channels tiled",
+         f"blk.{linear}.ssm_conv1d.weight", np.concatenate([conv[:2 * key_dim], tile(conv[2 * key_dim:], head_v)])),
+        ("ssm_out is out_proj with input columns tiled",
+         f"blk.{linear}.ssm_out.weight", tile(source[f"{hf_linear}.out_proj.weight"], head_v, axis=1)),
+        ("nextn.eh_proj is mtp.fc unchanged (input = [embedding, hidden])",
+         f"blk.{mtp}.nextn.eh_proj.weight", source["mtp.fc.weight"]),
+        ("nextn.enorm stores 1 + mtp.pre_fc_norm_embedding.weight",
+         f"blk.{mtp}.nextn.enorm.weight", source["mtp.pre_fc_norm_embedding.weight"] + 1),
+        ("nextn.hnorm stores 1 + mtp.pre_fc_norm_hidden.weight",
+         f"blk.{mtp}.nextn.hnorm.weight", source["mtp.pre_fc_norm_hidden.weight"] + 1),
+        ("nextn.shared_head_norm stores 1 + mtp.norm.weight",
+         f"blk.{mtp}.nextn.shared_head_norm.weight", source["mtp.norm.weight"] + 1),
+        ("MTP block attn_q is mtp.layers.0.self_attn.q_proj unchanged",
+         f"blk.{mtp}.attn_q.weight", source["mtp.layers.0.self_attn.q_proj.weight"]),
+        ("MTP block attn_norm stores 1 + mtp.layers.0.input_layernorm.weight",
+         f"blk.{mtp}.attn_norm.weight", source["mtp.layers.0.input_layernorm.weight"] + 1),
+        ("output.weight is lm_head.weight", "output.weight", source["lm_head.weight"]),
+        ("token_embd.weight is embed_tokens.weight", "token_embd.weight", source["model.embed_tokens.weight"]),
+    ]
+    confirmed = []
+    for statement, name, expected in checks:
+        actual = stored.get(name)
+        if actual is None:
+            raise SystemExit(f"{gguf_path.name}: tensor {name} is missing")
+        if actual.shape != expected.shape or not np.allclose(actual, expected, rtol=1e-6, atol=1e-7):
+            raise SystemExit(f"{gguf_path.name}: tensor {name} does not match: {statement}")
+        confirmed.append(statement)
+    absent = [name for name in (f"blk.{mtp}.nextn.embed_tokens.weight", f"blk.{mtp}.nextn.shared_head_head.weight")
+              if name in stored]
+    if absent:
+        raise SystemExit(f"{gguf_path.name}: unexpected tensors {absent}; the head shares token_embd and output")
+    confirmed.append("no nextn.embed_tokens / nextn.shared_head_head: the head uses token_embd and output")
+    return confirmed
+
+
+def same_trunk_tensors(first: Path, second: Path, mtp_block: int) -> int:
+    """Check that two files hold identical trunk tensors; return how many were compared."""
+    import gguf
+
+    def trunk(path):
+        reader = gguf.GGUFReader(str(path))
+        return {t.name: np.asarray(t.data) for t in reader.tensors if not t.name.startswith(f"blk.{mtp_block}.")}
+
+    first_tensors, second_tensors = trunk(first), trunk(second)
+    if first_tensors.keys() != second_tensors.keys():
+        raise SystemExit(f"{first.name} and {second.name} have different trunk tensor names")
+    for name, values in first_tensors.items():
+        if not np.array_equal(values, second_tensors[name]):
+            raise SystemExit(f"trunk tensor {name} differs between {first.name} and {second.name}")
+    return len(first_tensors)
+
+
 def llama_cpp_provenance(llama_dir: Path) -> dict:
     files = ["convert_hf_to_gguf.py", "conversion/qwen.py", "conversion/base.py", "src/models/qwen35.cpp"]
     sdist = next((p.name for p in llama_dir.parents if p.name.startswith("llama_cpp_python-")), None)
@@ -729,6 +838,12 @@ def main() -> None:
     for name, path in outputs.items():
         descriptions[name] = describe_gguf(path)
         check_gguf(descriptions[name], config.num_hidden_layers)
+    conventions = {}
+    for head_name in named_heads:
+        name = f"qwen35-mtp-{head_name}.f32.gguf"
+        conventions[name] = check_conversion(work_dir / f"qwen35-mtp-{head_name}", outputs[name], config)
+    shared_trunk = same_trunk_tensors(outputs["qwen35-mtp-post.f32.gguf"], outputs["qwen35-mtp-pre.f32.gguf"],
+                                      config.num_hidden_layers)
 
     shutil.copyfile(outputs["qwen35-mtp-post.f32.gguf"], args.data_dir / "demo.gguf")
     (args.data_dir / "sample.txt").write_text(sample_text, encoding="utf-8")
@@ -833,6 +948,11 @@ def main() -> None:
             "gguftools/data/demo.gguf": {"copy_of": "qwen35-mtp-post.f32.gguf",
                                          "sha256": sha256_file(args.data_dir / "demo.gguf")},
             "gguftools/data/sample.txt": {"sha256": sha256_file(args.data_dir / "sample.txt")},
+        },
+        "conventions_checked": {
+            "how": "each F32 GGUF tensor compared with the checkpoint tensor it was converted from",
+            "files": conventions,
+            "trunk_tensors_identical_in_post_and_pre_files": shared_trunk,
         },
         "gguf": {name: description for name, description in descriptions.items()},
         "build_seconds": round(time.time() - started, 1),

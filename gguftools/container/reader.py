@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -33,12 +34,13 @@ from gguftools.container.types import (
     SCALAR_DTYPES,
     SCALAR_FORMATS,
     SUPPORTED_VERSIONS,
+    Problem,
     ValueType,
     tensor_nbytes,
     tensor_type_name,
     value_type_name,
 )
-from gguftools.errors import GGUFFormatError, UnsupportedError
+from gguftools.errors import GGUFFormatError, GGUFToolsError, UnsupportedError
 
 MAX_ARRAY_DEPTH = 8
 MAX_TENSOR_DIMS = 8
@@ -224,6 +226,27 @@ class _Parser:
             raise _Truncated(self.offset, length)
         self.offset += length
 
+    def string_offsets(self, count: int) -> np.ndarray:
+        """Skip ``count`` strings and return the offset of each one's length field.
+
+        This loop is the cost of opening a file with a large vocabulary (two arrays of about 150k strings in
+        Qwen models), so it avoids method calls and keeps no Python object per string.
+        """
+        unpack_length = struct.Struct(self.byte_order + self.length_format).unpack_from
+        buffer, width = self.buffer, self.length_size
+        offsets = np.empty(count, dtype=np.int64)
+        position = self.offset
+        try:
+            for index in range(count):
+                offsets[index] = position
+                position += width + unpack_length(buffer, position)[0]
+        except struct.error:
+            raise _Truncated(position, width) from None
+        if position > self.size:
+            raise _Truncated(int(offsets[count - 1]), position - int(offsets[count - 1]))
+        self.offset = position
+        return offsets
+
     def value(self, value_type: int, depth: int = 0) -> Any:
         if value_type == ValueType.STRING:
             return _decode_text(self.raw_string())
@@ -251,10 +274,7 @@ class _Parser:
             # every string is at least its length field, so a count beyond that cannot fit in the file
             if count * self.length_size > self.size - start:
                 raise _Truncated(start, count * self.length_size)
-            offsets = np.empty(count, dtype=np.int64)
-            for index in range(count):
-                offsets[index] = self.offset
-                self.skip_string()
+            offsets = self.string_offsets(count)
             return ArrayValue(
                 item_type,
                 count,
@@ -265,11 +285,15 @@ class _Parser:
                 length_format=self.length_format,
             )
         if item_type == ValueType.ARRAY:
-            if count * 12 > self.size - start:
-                raise _Truncated(start, count * 12)
+            # an empty nested array is still its element type (u32) and its count
+            smallest = 4 + self.length_size
+            if count * smallest > self.size - start:
+                raise _Truncated(start, count * smallest)
             nested = [self.array(depth + 1) for _ in range(count)]
             return ArrayValue(item_type, count, self.buffer, start, self.byte_order, nested=nested)
-        raise GGUFFormatError(f"unknown array element type {item_type} at offset {start - 12}")
+        raise GGUFFormatError(
+            f"unknown array element type {item_type} at offset {start - 4 - self.length_size}"
+        )
 
 
 class GGUFFile:
@@ -277,25 +301,25 @@ class GGUFFile:
 
     ``metadata`` maps each key to its ``MetadataField`` in file order; ``tensors`` maps each tensor name to
     its ``TensorInfo`` in file order. ``problems`` lists what is wrong but still readable (a duplicate key,
-    an unknown tensor type, tensor data past the end of the file), in the words a user should see.
+    an unknown tensor type, tensor data past the end of the file), each a ``Problem`` with a rule id.
+
+    A file cut short inside its tensor infos still opens: ``metadata`` is complete, ``tensors`` holds the
+    infos before the cut, ``tensor_infos_complete`` is False and no tensor data can be read. A file cut
+    short anywhere earlier raises ``GGUFFormatError``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.duplicate_keys: list[str] = []
         self.metadata: dict[str, MetadataField] = {}
         self.tensors: dict[str, TensorInfo] = {}
+        self.tensor_infos_complete = True
         self._file = None
         self._map: mmap.mmap | None = None
         try:
             self._open()
-        except GGUFFormatError as error:
-            self.close()
-            if error.path is None:
-                error.path = self.path
-            raise
-        except UnsupportedError as error:
+        except GGUFToolsError as error:
             self.close()
             if error.path is None:
                 error.path = self.path
@@ -304,14 +328,23 @@ class GGUFFile:
     # -- opening ---------------------------------------------------------------------------------------
 
     def _open(self) -> None:
+        # stat before open: opening a FIFO for reading would block until a writer appears
         try:
-            self._file = open(self.path, "rb")
-        except IsADirectoryError:
-            raise GGUFFormatError("is a folder, not a GGUF file") from None
+            mode = os.stat(self.path).st_mode
         except FileNotFoundError:
             raise GGUFFormatError("file not found") from None
+        except OSError as error:
+            raise GGUFFormatError(f"cannot read the file: {error.strerror or error}") from None
+        if stat.S_ISDIR(mode):
+            raise GGUFFormatError("is a folder, not a GGUF file")
+        if not stat.S_ISREG(mode):
+            raise GGUFFormatError("is not a regular file (a device, pipe or socket), so it cannot be a GGUF file")
+        try:
+            self._file = open(self.path, "rb")
         except PermissionError:
             raise GGUFFormatError("permission denied") from None
+        except OSError as error:
+            raise GGUFFormatError(f"cannot read the file: {error.strerror or error}") from None
         self.file_size = os.fstat(self._file.fileno()).st_size
         if self.file_size < 4:
             raise GGUFFormatError(f"not a GGUF file: only {self.file_size} bytes, too short for the magic")
@@ -327,6 +360,10 @@ class GGUFFile:
         if self.version not in SUPPORTED_VERSIONS and self.version != 1:
             raise UnsupportedError(
                 f"GGUF version {self.version} is not supported (gguftools reads versions 1 to 3)"
+            )
+        if self.version == 1:
+            self.problems.append(
+                Problem("gguf-version-1", "GGUF version 1 is obsolete: llama.cpp no longer loads it")
             )
 
         parser = _Parser(buffer, self.file_size, self.byte_order, self.version)
@@ -372,11 +409,30 @@ class GGUFFile:
                 raise GGUFFormatError(f"metadata entry {index + 1} (offset {start}): {error.message}") from None
             key = raw_key.decode("utf-8", errors="surrogateescape")
             field = MetadataField(key, raw_key, value_type, value, start, parser.offset)
+            self._check_name(raw_key, "key", start)
             if key in self.metadata:
                 self.duplicate_keys.append(key)
-                self.problems.append(f"duplicate key {key!r} at offsets {self.metadata[key].start} and {start}")
+                self.problems.append(
+                    Problem(
+                        "gguf-duplicate-key",
+                        f"duplicate key {key!r} at offsets {self.metadata[key].start} and {start}",
+                    )
+                )
                 key = f"{key}#{start}"  # keep both; later lookups by the plain key see the first
             self.metadata[key] = field
+
+    def _check_name(self, raw: bytes, kind: str, offset: int) -> None:
+        """Record an empty key or tensor name, or one that is not valid UTF-8 (the specification requires it)."""
+        if not raw:
+            self.problems.append(Problem(f"gguf-empty-{kind}", f"empty {kind} name at offset {offset}"))
+            return
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = raw.decode("utf-8", errors="backslashreplace")
+            self.problems.append(
+                Problem("gguf-invalid-utf8", f"{kind} name at offset {offset} is not valid UTF-8: '{shown}'")
+            )
 
     def _alignment(self) -> int:
         field = self.metadata.get("general.alignment")
@@ -385,13 +441,20 @@ class GGUFFile:
         value = field.value
         if field.value_type != ValueType.UINT32:
             self.problems.append(
-                f"general.alignment has type {field.type_label()}, expected UINT32; "
-                f"using the default {DEFAULT_ALIGNMENT}"
+                Problem(
+                    "gguf-alignment",
+                    f"general.alignment has type {field.type_label()}, expected UINT32; "
+                    f"using the default {DEFAULT_ALIGNMENT}",
+                )
             )
             return DEFAULT_ALIGNMENT
         if value <= 0 or value & (value - 1) != 0:
             self.problems.append(
-                f"general.alignment is {value}, expected a power of two; using the default {DEFAULT_ALIGNMENT}"
+                Problem(
+                    "gguf-alignment",
+                    f"general.alignment is {value}, expected a power of two; "
+                    f"using the default {DEFAULT_ALIGNMENT}",
+                )
             )
             return DEFAULT_ALIGNMENT
         return value
@@ -411,43 +474,71 @@ class GGUFFile:
                 type_id = parser.unpack("I")
                 offset = parser.unpack("Q")
             except _Truncated as truncated:
-                raise GGUFFormatError(
-                    f"truncated in tensor info {index + 1} of {self.tensor_count} (offset {start}): "
-                    f"{truncated.needed} bytes needed at offset {truncated.offset}, "
-                    f"file size is {self.file_size}"
-                ) from None
+                # The metadata before this point is intact, so keep it and stop here.
+                self.tensor_infos_complete = False
+                parser.offset = start
+                self.problems.append(
+                    Problem(
+                        "gguf-truncated",
+                        f"truncated in tensor info {index + 1} of {self.tensor_count} (offset {start}): "
+                        f"{truncated.needed} bytes needed at offset {truncated.offset}, past the end of the file "
+                        f"({self.file_size} bytes); the tensors from this one on and all tensor data are missing",
+                    )
+                )
+                return
             name = raw_name.decode("utf-8", errors="surrogateescape")
+            self._check_name(raw_name, "tensor", start)
             info = TensorInfo(name, raw_name, ggml_shape, type_id, offset, self)
             if name in self.tensors:
-                self.problems.append(f"duplicate tensor {name!r} (tensor info {index})")
+                self.problems.append(
+                    Problem("gguf-duplicate-tensor", f"duplicate tensor {name!r} (tensor info {index + 1})")
+                )
                 continue
             if info.nbytes is None:
                 if type_id not in gguf.GGMLQuantizationType._value2member_map_:
-                    self.problems.append(f"tensor {name!r} has unknown type id {type_id}")
+                    self.problems.append(
+                        Problem("gguf-unknown-tensor-type", f"tensor {name!r} has unknown type id {type_id}")
+                    )
                 else:
                     self.problems.append(
-                        f"tensor {name!r} of type {info.type_name} has a first dimension of {ggml_shape[0]}, "
-                        f"not a whole number of blocks"
+                        Problem(
+                            "gguf-tensor-blocks",
+                            f"tensor {name!r} of type {info.type_name} has a first dimension of "
+                            f"{ggml_shape[0]}, not a whole number of blocks",
+                        )
                     )
             self.tensors[name] = info
 
     def _check_tensor_data(self) -> None:
+        """Record misaligned tensors, and name the first tensor (in data order) that ends past the end."""
+        if not self.tensor_infos_complete:
+            return
+        past_end: list[TensorInfo] = []
         for info in sorted(self.tensors.values(), key=lambda info: info.offset):
             nbytes = info.nbytes
             if nbytes is None:
                 continue
             if info.offset % self.alignment != 0:
                 self.problems.append(
-                    f"tensor {info.name!r} starts at data offset {info.offset}, "
-                    f"not a multiple of the alignment {self.alignment}"
+                    Problem(
+                        "gguf-tensor-alignment",
+                        f"tensor {info.name!r} starts at data offset {info.offset}, "
+                        f"not a multiple of the alignment {self.alignment}",
+                    )
                 )
-            end = self.data_offset + info.offset + nbytes
-            if end > self.file_size:
-                self.problems.append(
-                    f"tensor {info.name!r} ends at offset {end}, past the end of the file ({self.file_size} bytes): "
-                    f"the file is truncated"
+            if self.data_offset + info.offset + nbytes > self.file_size:
+                past_end.append(info)
+        if past_end:
+            first = past_end[0]
+            end = self.data_offset + first.offset + (first.nbytes or 0)
+            more = f"; {len(past_end) - 1} more tensor(s) after it are cut too" if len(past_end) > 1 else ""
+            self.problems.append(
+                Problem(
+                    "gguf-truncated",
+                    f"tensor {first.name!r} ends at offset {end}, past the end of the file "
+                    f"({self.file_size} bytes): the file is truncated{more}",
                 )
-                break
+            )
 
     # -- access ----------------------------------------------------------------------------------------
 
@@ -464,6 +555,11 @@ class GGUFFile:
     def tensor_bytes(self, name: str) -> np.ndarray:
         """Return a tensor's raw bytes as a read-only uint8 view of the memory map."""
         info = self._tensor_info(name)
+        if not self.tensor_infos_complete:
+            raise GGUFFormatError(
+                f"tensor {name!r}: the file is truncated in its tensor infos, so no tensor data can be located",
+                self.path,
+            )
         nbytes = info.nbytes
         if nbytes is None:
             raise UnsupportedError(f"tensor {name!r} has type {info.type_name}, which gguftools cannot size", self.path)

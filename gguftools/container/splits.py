@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gguftools.container.reader import GGUFFile, MetadataField, TensorInfo
+from gguftools.container.types import Problem
 from gguftools.errors import GGUFFormatError
 
 SHARD_NAME = re.compile(r"^(?P<prefix>.*)-(?P<number>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -40,22 +41,25 @@ class GGUFModel:
     every shard's tensors, and each ``TensorInfo`` knows its own file.
     """
 
-    def __init__(self, files: list[GGUFFile], problems: list[str]) -> None:
+    def __init__(self, files: list[GGUFFile], problems: list[Problem]) -> None:
         self.files = files
         self.path = files[0].path
         self.metadata: dict[str, MetadataField] = files[0].metadata
         self.tensors: dict[str, TensorInfo] = {}
-        self.problems = list(problems)
+        self.problems: list[Problem] = list(problems)
         for gguf_file in files:
-            self.problems.extend(
-                problem if gguf_file is files[0] else f"{os.path.basename(gguf_file.path)}: {problem}"
-                for problem in gguf_file.problems
-            )
+            for problem in gguf_file.problems:
+                if gguf_file is not files[0]:
+                    problem = Problem(problem.rule, f"{os.path.basename(gguf_file.path)}: {problem}")
+                self.problems.append(problem)
             for name, info in gguf_file.tensors.items():
                 if name in self.tensors:
                     first = os.path.basename(self.tensors[name].file.path)
                     self.problems.append(
-                        f"tensor {name!r} is in both {first} and {os.path.basename(gguf_file.path)}"
+                        Problem(
+                            "split-duplicate-tensor",
+                            f"tensor {name!r} is in both {first} and {os.path.basename(gguf_file.path)}",
+                        )
                     )
                     continue
                 self.tensors[name] = info
@@ -103,18 +107,26 @@ class GGUFModel:
 
 
 def open_gguf(path: str | os.PathLike[str]) -> GGUFModel:
-    """Open a GGUF file, or the whole split set when ``path`` names one of its shards."""
+    """Open a GGUF file, or the whole split set when ``path`` names one of its shards.
+
+    A missing shard, a shard whose ``split.count`` or ``split.no`` contradicts its file name, and a tensor
+    stored in two shards are recorded in ``problems``; the set still opens as long as one shard exists.
+    """
     path = os.fspath(path)
     paths = shard_paths(path)
     if paths is None:
-        return GGUFModel([GGUFFile(path)], [])
+        model = GGUFModel([GGUFFile(path)], [])
+        _check_unsplit(model)
+        return model
 
-    problems: list[str] = []
+    problems: list[Problem] = []
     files: list[GGUFFile] = []
     try:
         for number, shard in enumerate(paths, start=1):
             if not os.path.exists(shard):
-                problems.append(f"shard {number} of {len(paths)} is missing: {shard}")
+                problems.append(
+                    Problem("split-missing-shard", f"shard {number} of {len(paths)} is missing: {shard}")
+                )
                 continue
             files.append(GGUFFile(shard))
     except Exception:
@@ -125,12 +137,50 @@ def open_gguf(path: str | os.PathLike[str]) -> GGUFModel:
         raise GGUFFormatError("no shard of this split set exists", path)
 
     for gguf_file in files:
-        declared = gguf_file.get("split.count")
-        if declared is not None and declared != len(paths):
-            problems.append(
-                f"{os.path.basename(gguf_file.path)}: split.count is {declared}, "
-                f"but the file name says {len(paths)} shards"
-            )
+        problems.extend(_shard_problems(gguf_file, paths))
     if files[0].path != paths[0]:
-        problems.append("the first shard is missing, so the model's metadata is not available")
+        problems.append(
+            Problem(
+                "split-missing-shard",
+                "the first shard is missing, so the model's metadata is not available",
+            )
+        )
     return GGUFModel(files, problems)
+
+
+def _shard_problems(gguf_file: GGUFFile, paths: list[str]) -> list[Problem]:
+    """Compare a shard's ``split.count`` and ``split.no`` keys with its file name."""
+    problems = []
+    name = os.path.basename(gguf_file.path)
+    declared = gguf_file.get("split.count")
+    if declared is not None and declared != len(paths):
+        problems.append(
+            Problem(
+                "split-count-mismatch",
+                f"{name}: split.count is {declared!r}, but the file name says {len(paths)} shards",
+            )
+        )
+    number = gguf_file.get("split.no")
+    expected_number = paths.index(gguf_file.path)  # split.no counts from 0
+    if number is not None and number != expected_number:
+        problems.append(
+            Problem(
+                "split-number-mismatch",
+                f"{name}: split.no is {number!r}, but the file name makes it shard {expected_number + 1} "
+                f"(split.no {expected_number})",
+            )
+        )
+    return problems
+
+
+def _check_unsplit(model: GGUFModel) -> None:
+    """Record a file that declares itself one shard of several but is not named like a shard."""
+    declared = model.get("split.count")
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared > 1:
+        model.problems.append(
+            Problem(
+                "split-unnamed-shard",
+                f"split.count is {declared}, but the file name does not end in -0000N-of-{declared:05d}.gguf, "
+                f"so the other shards cannot be found",
+            )
+        )

@@ -86,3 +86,21 @@ def tensor_nbytes(type_id: int, ggml_shape: tuple[int, ...]) -> int | None:
     if ggml_shape and ggml_shape[0] % block_size != 0:
         return None
     return elements // block_size * type_size
+
+
+class Problem(str):
+    """A problem found while reading a file: the message users see, plus the id of the rule it breaks.
+
+    It is a ``str`` so that code that only prints or searches problem messages keeps working; ``validate``
+    reads ``rule`` to attach a level and to let users filter findings.
+    """
+
+    rule: str
+
+    def __new__(cls, rule: str, message: str) -> Problem:
+        problem = super().__new__(cls, message)
+        problem.rule = rule
+        return problem
+
+    def __reduce__(self) -> tuple[type[Problem], tuple[str, str]]:
+        return (Problem, (self.rule, str(self)))

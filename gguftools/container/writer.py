@@ -10,8 +10,10 @@ so they stay valid when the header grows or shrinks.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import struct
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from gguftools.container.reader import GGUFFile
@@ -45,11 +47,14 @@ def encode_key(key: str, byte_order: str) -> bytes:
     return struct.pack(byte_order + "Q", len(raw)) + raw
 
 
-def write_with_metadata(source: GGUFFile, changes: dict[str, NewValue | None], out: BinaryIO) -> None:
-    """Write ``source`` to ``out`` with the keys in ``changes`` set (or removed when the value is None).
+def new_header(source: GGUFFile, changes: dict[str, NewValue | None]) -> bytes:
+    """Build the header of ``source`` with the keys in ``changes`` set (or removed when the value is None).
 
-    A changed key keeps its position; a new key goes after the last one. Raises ``EditError`` for files this
-    writer cannot reproduce exactly (GGUF version 1, duplicate keys, tensor data past the end of the file).
+    The result runs from the magic to the start of the tensor data, padding included. A changed key keeps
+    its position, and a new key goes after the last one. The source header is read with ``pread``, not
+    through the memory map, so that a file truncated by another process raises ``EditError`` instead of
+    killing the process with SIGBUS. Raises ``EditError`` for files this writer cannot reproduce exactly
+    (GGUF version 1, duplicate keys, tensor data past the end of the file).
     """
     if source.version == 1:
         raise EditError("GGUF version 1 files cannot be edited; convert the file to version 3 first", source.path)
@@ -66,8 +71,7 @@ def write_with_metadata(source: GGUFFile, changes: dict[str, NewValue | None], o
         raise EditError(f"refusing to edit a truncated file: {truncated[0]}", source.path)
 
     order = source.byte_order
-    buffer = source._map  # noqa: SLF001 - the writer and reader share the container's internals
-    assert buffer is not None
+    old_header = read_exact(source, 0, source.tensor_infos_end)
 
     pairs: list[bytes] = []
     remaining = dict(changes)
@@ -77,46 +81,105 @@ def write_with_metadata(source: GGUFFile, changes: dict[str, NewValue | None], o
             if new_value is not None:
                 pairs.append(encode_key(key, order) + encode_value(new_value, order))
             continue
-        pairs.append(bytes(buffer[field.start : field.end]))
+        pairs.append(old_header[field.start : field.end])
     for key, new_value in remaining.items():
         if new_value is not None:
             pairs.append(encode_key(key, order) + encode_value(new_value, order))
 
-    header = GGUF_MAGIC + struct.pack(order + "IQQ", source.version, source.tensor_count, len(pairs))
+    parts = [GGUF_MAGIC + struct.pack(order + "IQQ", source.version, source.tensor_count, len(pairs))]
+    parts += pairs
+    parts.append(old_header[source.metadata_end : source.tensor_infos_end])
+    position = sum(len(part) for part in parts)
+    parts.append(b"\0" * ((-position) % source.alignment))
+    return b"".join(parts)
+
+
+def write_with_metadata(
+    source: GGUFFile,
+    changes: dict[str, NewValue | None],
+    out: BinaryIO,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int = COPY_CHUNK,
+) -> int:
+    """Write ``source`` to ``out`` with the keys in ``changes`` set; return the number of bytes written.
+
+    The header comes from ``new_header`` and the tensor data section is copied unchanged. ``progress``, when
+    given, is called with the running byte count after the header and after each chunk of data.
+    """
+    header = new_header(source, changes)
     out.write(header)
-    for pair in pairs:
-        out.write(pair)
-    out.write(buffer[source.metadata_end : source.tensor_infos_end])
-    position = len(header) + sum(len(pair) for pair in pairs) + (source.tensor_infos_end - source.metadata_end)
-    padding = (-position) % source.alignment
-    out.write(b"\0" * padding)
     out.flush()
-    _copy_range(source, source.data_offset, source.file_size, out)
+    if progress is not None:
+        progress(len(header))
+    copied = copy_range(source, source.data_offset, source.file_size, out.fileno(), len(header), progress, chunk_size)
+    return len(header) + copied
 
 
-def _copy_range(source: GGUFFile, start: int, end: int, out: BinaryIO) -> None:
-    """Copy bytes [start, end) of the source file to ``out``, in the kernel where it can."""
+def read_exact(source: GGUFFile, start: int, length: int) -> bytes:
+    """Read ``length`` bytes of the source file at ``start`` with ``pread``; raise EditError if the file is shorter."""
+    assert source._file is not None  # noqa: SLF001 - the writer and reader share the container's internals
+    fd = source._file.fileno()  # noqa: SLF001
+    parts = []
+    offset = start
+    while offset < start + length:
+        chunk = os.pread(fd, min(COPY_CHUNK, start + length - offset), offset)
+        if not chunk:
+            raise EditError(
+                f"the file is now {offset} bytes long, {source.file_size} when it was opened: "
+                f"another process truncated it while it was read",
+                source.path,
+            )
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
+# copy_file_range fails with these when the kernel or the file systems cannot copy between the two files;
+# a plain pread/write loop does the same job then.
+_NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM)
+
+
+def copy_range(
+    source: GGUFFile,
+    start: int,
+    end: int,
+    out_fd: int,
+    written_before: int = 0,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int = COPY_CHUNK,
+) -> int:
+    """Copy bytes [start, end) of the source file to ``out_fd``, in the kernel where it can; return the count.
+
+    The copy reads the file descriptor, never the memory map, so a file truncated under it raises
+    ``EditError`` instead of SIGBUS.
+    """
     assert source._file is not None  # noqa: SLF001
     in_fd = source._file.fileno()  # noqa: SLF001
-    out_fd = out.fileno()
     offset = start
-    copy_file_range = getattr(os, "copy_file_range", None)
+    kernel_copy = getattr(os, "copy_file_range", None)
     while offset < end:
-        count = min(COPY_CHUNK, end - offset)
+        count = min(chunk_size, end - offset)
         copied = 0
-        if copy_file_range is not None:
+        if kernel_copy is not None:
             try:
-                copied = copy_file_range(in_fd, out_fd, count, offset)
+                copied = kernel_copy(in_fd, out_fd, count, offset)
             except OSError as error:
-                if error.errno not in (18, 22, 38, 95):  # EXDEV, EINVAL, ENOSYS, EOPNOTSUPP: fall back
+                if error.errno not in _NO_KERNEL_COPY:
                     raise
-                copy_file_range = None
+                kernel_copy = None
         if copied == 0:
             chunk = os.pread(in_fd, count, offset)
             if not chunk:
-                raise EditError(f"the file shrank while it was copied (at offset {offset})", source.path)
+                raise EditError(
+                    f"the file ended at offset {offset} while it was copied ({source.file_size} bytes when it was "
+                    f"opened): another process truncated it",
+                    source.path,
+                )
             view = memoryview(chunk)
             while view:
                 view = view[os.write(out_fd, view) :]
             copied = len(chunk)
         offset += copied
+        if progress is not None:
+            progress(written_before + offset - start)
+    return offset - start

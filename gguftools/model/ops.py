@@ -173,9 +173,9 @@ def gated_delta_rule_chunked(
     delta rule), so the Python loop runs ``T / C`` times instead of ``T`` times. With ``G`` the cumulative
     sum of ``log_decay`` within the chunk and ``S`` the state entering it:
 
-    - ``A = I + strict_lower(beta_i k_i.k_j exp(G_i - G_j))``; solve ``A U = beta v`` and
-      ``A W = beta k exp(G)``, so the corrected values are ``U - W S``;
-    - ``o_i = exp(G_i) q_i S + sum_{j<=i} exp(G_i - G_j) q_i.k_j (U - W S)_j``;
+    - with ``A = I + strict_lower(beta_i k_i.k_j exp(G_i - G_j))``, solving ``A U = beta v`` and
+      ``A W = beta k exp(G)`` gives the corrected values ``U - W S``,
+    - ``o_i = exp(G_i) q_i S + sum_{j<=i} exp(G_i - G_j) q_i.k_j (U - W S)_j``,
     - ``S' = exp(G_last) S + sum_j exp(G_last - G_j) k_j (U - W S)_j^T``.
     """
     n_tokens, n_heads, key_dim = k.shape

@@ -11,10 +11,10 @@ the last trunk block, ``output_norm`` gives the post-norm hidden state and ``out
 
 Storage conventions of GGUF files written by llama.cpp's converter, applied here once and nowhere else:
 
-- every RMSNorm weight except ``ssm_norm`` already holds ``1 + w``, so all norm weights multiply as stored;
+- every RMSNorm weight except ``ssm_norm`` already contains ``1 + w``, so all norm weights multiply as stored;
 - ``ssm_a`` holds ``-exp(A_log)``, the per-head decay rate, so the log decay is ``ssm_a * softplus(...)``;
 - ``ssm_conv1d`` is ``[channels, kernel]`` (the Hugging Face singleton axis is squeezed);
-- ``attn_q`` of full-attention blocks holds, per head, ``key_length`` query rows then ``key_length`` gate
+- ``attn_q`` of full-attention blocks contains, per head, ``key_length`` query rows then ``key_length`` gate
   rows;
 - value heads of a DeltaNet are tiled over key heads (value head ``j`` reads key head ``j % n_k``), where
   Hugging Face groups them (``j // (n_v / n_k)``); the converter reordered every value-head tensor.
@@ -49,7 +49,7 @@ from gguftools.model.hparams import Qwen35HParams
 
 
 class WeightSource(Protocol):
-    """Where the forward pass gets tensors: float32 arrays in numpy order, one tensor per call."""
+    """Source of the tensors for the forward pass: float32 arrays in numpy order, one tensor per call."""
 
     metadata: Mapping[str, object]
 
@@ -178,8 +178,17 @@ class MTPHead:
         """Return head logits ``[T, vocab]``; row ``t`` scores ``x_{t+2}`` from ``hidden[t]`` and ``next_tokens[t]``.
 
         ``hidden`` is ``[T, d]`` (pre- or post-norm trunk states) and ``next_tokens`` is ``[T]``. Attention
-        is causal over the rows, with rotary positions ``0..T-1``.
+        is causal over the rows, with rotary positions ``0..T-1``. Rotary attention depends only on position
+        differences, so adding one offset to every position gives the same result up to rounding.
         """
+        _, block_out = self.block_states(hidden, next_tokens)
+        normed = ops.rms_norm(block_out, self.head_norm, self.hparams.rms_norm_eps)
+        return ops.linear(normed, self.output)  # [T, d] -> [T, vocab]
+
+    def block_states(
+        self, hidden: np.ndarray, next_tokens: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``eh_proj`` output and the decoder block output, both ``[T, d]``, for ``logits``' inputs."""
         hp = self.hparams
         next_tokens = _check_tokens(next_tokens, self.embedding.shape[0], self.path)
         hidden = np.asarray(hidden, dtype=np.float32)
@@ -193,11 +202,10 @@ class MTPHead:
         # Embedding first, hidden state second, as llama.cpp's graph_mtp concatenates them.
         token_part = ops.rms_norm(embed(next_tokens, self.embedding), self.enorm, hp.rms_norm_eps)
         hidden_part = ops.rms_norm(hidden, self.hnorm, hp.rms_norm_eps)
-        mixed = ops.linear(np.concatenate([token_part, hidden_part], axis=-1), self.eh_proj)  # [T, 2d] -> [T, d]
+        projected = ops.linear(np.concatenate([token_part, hidden_part], axis=-1), self.eh_proj)  # [T, 2d] -> [T, d]
 
-        out = decoder_block(mixed, self.layer, hp, positions, recurrent=False)
-        out = ops.rms_norm(out, self.head_norm, hp.rms_norm_eps)
-        return ops.linear(out, self.output)  # [T, d] -> [T, vocab]
+        block_out = decoder_block(projected, self.layer, hp, positions, recurrent=False)
+        return projected, block_out
 
 
 def embed(tokens: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -259,7 +267,8 @@ def gated_deltanet(x: np.ndarray, layer: Mapping[str, np.ndarray], hp: Qwen35HPa
     key = mixed[:, q_end : 2 * q_end].reshape(n_tokens, n_k_heads, key_dim)
     value = mixed[:, 2 * q_end :].reshape(n_tokens, n_v_heads, value_dim)
 
-    # transformers uses a fixed 1e-6 here and llama.cpp the model's RMS epsilon; Qwen3.5 files set both to 1e-6.
+    # transformers uses a fixed 1e-6 here and llama.cpp the model's RMS epsilon. They agree when the file's
+    # epsilon is 1e-6, the transformers default for Qwen3.5.
     query = ops.l2_normalize(query, hp.rms_norm_eps) / np.float32(math.sqrt(key_dim))
     key = ops.l2_normalize(key, hp.rms_norm_eps)
     # Value heads are tiled over key heads in GGUF files, so np.tile matches value head j with key head j % n_k.
