@@ -25,6 +25,7 @@ Rules that the README's safety section states for users:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -34,7 +35,7 @@ import secrets
 import signal
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from gguftools.container.reader import GGUFFile
 from gguftools.container.writer import COPY_CHUNK, NewValue, copy_range, new_header, read_exact
@@ -54,7 +55,7 @@ STEPS = ("locked", "temp-created", "written", "checked", "before-rename", "after
 
 @dataclasses.dataclass
 class EditResult:
-    """What an edit did: the file it wrote, the leftover temporary files it removed and what to tell the user."""
+    """The outcome of an edit: the file written, the leftover temporary files removed, and notes for the user."""
 
     path: str
     stale_removed: list[str]
@@ -64,7 +65,7 @@ class EditResult:
 
 @dataclasses.dataclass
 class _Plan:
-    """Where an edit reads from and writes to, resolved before anything is opened."""
+    """The source and target paths of an edit, resolved before anything is opened."""
 
     source: str  # real path of the file read
     target: str  # real path of the file written (the source for an edit in place)
@@ -78,10 +79,10 @@ def _stop_here(step: str) -> None:
 
 
 def _byte_stopper() -> Callable[[int], None] | None:
-    wanted = os.environ.get(TEST_STOP_VARIABLE, "")
-    if not wanted.startswith("bytes:"):
+    requested = os.environ.get(TEST_STOP_VARIABLE, "")
+    if not requested.startswith("bytes:"):
         return None
-    limit = int(wanted.removeprefix("bytes:"))
+    limit = int(requested.removeprefix("bytes:"))
     stopped = False
 
     def progress(written: int) -> None:
@@ -271,7 +272,7 @@ def _check_unchanged(source: GGUFFile, opened: os.stat_result, plan: _Plan, targ
 
 
 def _check_written(source: GGUFFile, temp_path: str, changes: dict[str, NewValue | None]) -> None:
-    """Open the new file and compare it with the source and the intended changes; raise EditError if off."""
+    """Open the new file and compare it with the source and the intended changes; raise EditError on a difference."""
     try:
         written = GGUFFile(temp_path)
     except GGUFToolsError as error:
@@ -420,8 +421,8 @@ def set_metadata(
     """Write ``path`` with the keys in ``changes`` set, in place or to ``output``; see the module docstring.
 
     ``overwrite_output`` allows replacing an existing ``output``. ``keep_mtime`` gives the new file the
-    modification time of the file it replaces (of ``path`` for a new output). Raises
-    ``EditError`` when the edit is rejected or fails, and the original file is then unchanged.
+    modification time of the file it replaces (of ``path`` for a new output). Raises ``EditError`` when the
+    edit is rejected or fails, and the file at the target path is then the one that was there before.
     """
     plan = _plan(path, output, overwrite_output)
     target_lock = _open_locked(plan.target) if plan.replace_existing else None
@@ -435,38 +436,22 @@ def set_metadata(
             model_status = os.stat(attribute_model)
         except OSError as error:
             raise EditError(f"cannot read the file: {_reason(error)}", attribute_model) from None
-        source = GGUFFile(plan.source)
-        warnings: list[str] = []
-        try:
-            assert source._file is not None  # noqa: SLF001
-            opened = os.fstat(source._file.fileno())  # noqa: SLF001
-            if plan.in_place and target_lock is not None and not _same_inode(opened, os.fstat(target_lock)):
-                raise EditError("another process replaced the file while it was opened; nothing was written", plan.source)
-            other_links = model_status.st_nlink - 1 if plan.replace_existing else 0
+        other_links = model_status.st_nlink - 1 if plan.replace_existing else 0
+        folder = os.path.dirname(plan.target)
 
+        with _open_source(plan, target_lock) as (source, opened):
             header = new_header(source, changes)
-            new_size = len(header) + source.file_size - source.data_offset
-            folder = os.path.dirname(plan.target)
-            _check_free_space(folder, new_size, plan.target)
+            _check_free_space(folder, len(header) + source.file_size - source.data_offset, plan.target)
 
             temp_path, temp_fd = _create_temp(plan.target)
             _stop_here("temp-created")
-            stopper = _byte_stopper()
-            try:
-                _write_new_file(source, header, temp_fd, stopper)
-                warnings += _copy_attributes(temp_fd, model_status, attribute_model, plan.replace_existing)
-                os.fsync(temp_fd)
-            except OSError as error:
-                raise EditError(
-                    f"writing the new file failed: {_reason(error)}; the original is unchanged", plan.target
-                ) from None
+            warnings = _write_temp(source, header, temp_fd, model_status, attribute_model, plan)
             _stop_here("written")
 
             _check_unchanged(source, opened, plan, target_lock)
             _check_written(source, temp_path, changes)
             if keep_mtime:
-                os.utime(temp_fd, ns=(time.time_ns(), model_status.st_mtime_ns))
-                os.fsync(temp_fd)
+                _set_mtime(temp_fd, model_status.st_mtime_ns, plan.target)
             _stop_here("checked")
 
             # The last look at the source and the target path, as close to the rename as it can be.
@@ -479,8 +464,7 @@ def set_metadata(
                     f"replacing the file failed: {_reason(error)}; the original is unchanged", plan.target
                 ) from None
             temp_path = None
-        finally:
-            source.close()
+
         _stop_here("after-rename")
         folder_warning = _fsync_folder(folder)
         if folder_warning is not None:
@@ -491,19 +475,49 @@ def set_metadata(
         if temp_fd is not None:
             os.close(temp_fd)
         if temp_path is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temp_path)
-            except OSError:
-                pass
         if target_lock is not None:
             os.close(target_lock)
 
 
-def _write_new_file(source: GGUFFile, header: bytes, fd: int, progress: Callable[[int], None] | None) -> None:
-    view = memoryview(header)
-    while view:
-        view = view[os.write(fd, view) :]
-    if progress is not None:
-        progress(len(header))
+@contextlib.contextmanager
+def _open_source(plan: _Plan, target_lock: int | None) -> Iterator[tuple[GGUFFile, os.stat_result]]:
+    """Open the source and yield it with its status at opening; for an edit in place, it must be the locked inode."""
+    source = GGUFFile(plan.source)
+    try:
+        assert source._file is not None  # noqa: SLF001 - the edit reads the file through the reader's descriptor
+        opened = os.fstat(source._file.fileno())  # noqa: SLF001
+        if plan.in_place and target_lock is not None and not _same_inode(opened, os.fstat(target_lock)):
+            raise EditError("another process replaced the file while it was opened; nothing was written", plan.source)
+        yield source, opened
+    finally:
+        source.close()
+
+
+def _write_temp(
+    source: GGUFFile, header: bytes, fd: int, model_status: os.stat_result, attribute_model: str, plan: _Plan
+) -> list[str]:
+    """Write the new file, give it the attributes of the file it replaces and flush it; return warnings."""
+    progress = _byte_stopper()
     chunk_size = TEST_CHUNK if progress is not None else COPY_CHUNK
-    copy_range(source, source.data_offset, source.file_size, fd, len(header), progress, chunk_size)
+    try:
+        view = memoryview(header)
+        while view:
+            view = view[os.write(fd, view) :]
+        if progress is not None:
+            progress(len(header))
+        copy_range(source, source.data_offset, source.file_size, fd, len(header), progress, chunk_size)
+        warnings = _copy_attributes(fd, model_status, attribute_model, plan.replace_existing)
+        os.fsync(fd)
+    except OSError as error:
+        raise EditError(f"writing the new file failed: {_reason(error)}; the original is unchanged", plan.target) from None
+    return warnings
+
+
+def _set_mtime(fd: int, mtime_ns: int, target: str) -> None:
+    try:
+        os.utime(fd, ns=(time.time_ns(), mtime_ns))
+        os.fsync(fd)
+    except OSError as error:
+        raise EditError(f"setting the modification time failed: {_reason(error)}; the original is unchanged", target) from None

@@ -279,7 +279,8 @@ def verify_text(verdict: Verdict, path: str, text_name: str) -> str:
         f"McNemar exact p = {verdict.p_value:.3g}",
         f"control (post_norm drafts against the token one step later): {verdict.control_acceptance:.1%}",
         "",
-        f"verdict: {verdict.source} ({verdict.strength} evidence): {verdict.reason}",
+        f"verdict: {verdict.source} ({'no' if verdict.strength == 'none' else verdict.strength} evidence): "
+        f"{verdict.reason}",
     ]
     if verdict.file_value is None:
         lines.append(f"{verdict.file_key}: not set in the file")

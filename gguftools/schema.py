@@ -199,16 +199,16 @@ def _metadata_violations(
     if len(path) >= 2 and path[1] in ("type", "item_type"):
         return [SchemaViolation("key-type", f"key {key} has type {label}, expected {_expected(error)}")]
     if len(path) >= 2 and path[1] == "value":
-        shown = _shown_value(entry.get("value"))
-        return [SchemaViolation("key-value", f"key {key} is {shown}, expected {_expected(error)}")]
+        value_text = _value_text(entry.get("value"))
+        return [SchemaViolation("key-value", f"key {key} is {value_text}, expected {_expected(error)}")]
     if len(path) >= 2 and path[1] == "count":
         return [SchemaViolation("key-value", f"key {key} has {entry.get('count')} items, expected {_expected(error)}")]
     if error.validator in ("anyOf", "oneOf"):
         description = error.schema.get("description") if isinstance(error.schema, dict) else None
         expected = description or "a value matching the schema"
         rule = "key-type" if _only_type_errors(error) else "key-value"
-        shown = label if rule == "key-type" else _shown_value(entry.get("value"))
-        return [SchemaViolation(rule, f"key {key} is {shown}, expected {expected}")]
+        value_text = label if rule == "key-type" else _value_text(entry.get("value"))
+        return [SchemaViolation(rule, f"key {key} is {value_text}, expected {expected}")]
     return [SchemaViolation("key-value", f"key {key}: {error.message}")]
 
 
@@ -270,7 +270,7 @@ def _type_label(entry: dict[str, Any]) -> str:
     return str(entry.get("type"))
 
 
-def _shown_value(value: Any) -> str:
+def _value_text(value: Any) -> str:
     if isinstance(value, dict) and "invalid_utf8" in value:
         return "a string that is not valid UTF-8"
     if isinstance(value, list):

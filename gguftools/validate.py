@@ -2,10 +2,10 @@
 
 Every finding has a level (error, warning, info) and a rule id from ``RULES``. The schema covers the
 presence and GGUF type of keys, their allowed values, and which tensors an MTP block holds
-(``gguftools.schema``). This module adds the checks that need arithmetic or the tensor data: block numbers
-against ``block_count`` and ``nextn_predict_layers``, MTP tensor shapes against ``embedding_length`` and the
-vocabulary, the hidden-source key against the family's expected value, norm-weight statistics, the
-pre-tokenizer name, and the reader's own findings about the container.
+(``gguftools.schema``). This module adds the checks that need arithmetic or the tensor data. It compares
+block numbers with ``block_count`` and ``nextn_predict_layers``, MTP tensor shapes with ``embedding_length``
+and the vocabulary, and the hidden-source key with the family's expected value. It also checks norm-weight
+statistics and the pre-tokenizer name, and turns the reader's findings about the container into findings.
 """
 
 from __future__ import annotations
@@ -537,7 +537,7 @@ def _join(indices: Iterable[int]) -> str:
 
 
 def report_json(report: ValidationReport) -> dict[str, Any]:
-    """The ``validate --json`` object: file, architecture, schema, counts per level and the findings."""
+    """Build the ``validate --json`` object: file, architecture, schema, counts per level and the findings."""
     from gguftools.render import json_safe
 
     return {
@@ -553,7 +553,7 @@ def report_json(report: ValidationReport) -> dict[str, Any]:
 
 
 def report_text(report: ValidationReport) -> str:
-    """One ``level rule-id: message`` line per finding, then a summary line."""
+    """Format one ``level rule-id: message`` line per finding, then a summary line."""
     from gguftools.render import printable
 
     lines = [f"{finding.level} {finding.rule}: {printable(finding.message)}" for finding in report.findings]

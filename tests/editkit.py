@@ -25,8 +25,9 @@ from gguftools.cli import cli
 from gguftools.edit import TEST_STOP_VARIABLE, temp_pattern
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# the smallest trained fixture that set-mtp-source and verify --write accept, when it has been built
-TRAINED_FIXTURE = FIXTURES / "qwen35-mtp-post.q8_0.gguf"
+# trained fixtures that verify --write can decide on, smallest first; tools/make_fixtures.py builds them
+TRAINED_CANDIDATES = (FIXTURES / "qwen35-mtp-post.q8_0.gguf", FIXTURES / "qwen35-mtp-post.f32.gguf")
+TRAINED_FIXTURE = next((path for path in TRAINED_CANDIDATES if path.exists()), TRAINED_CANDIDATES[-1])
 
 
 def sha256(path: str | os.PathLike[str]) -> str:
@@ -147,3 +148,11 @@ def run_cli(args: list[str], workdir: Path, user: tuple[int, int] | None = None)
 def copy_model(source: Path, destination: Path) -> Path:
     shutil.copyfile(source, destination)
     return destination
+
+
+def model_versions(source: Path, folder: Path, args: list[str]) -> dict[str, object]:
+    """Return ``source``, the sha256 of it and of its version after ``gguftools ARGS``, and that version's size."""
+    edited = copy_model(source, folder / "edited.gguf")
+    result = run_cli([*args, str(edited)], folder)
+    assert result.code == 0, result.stderr
+    return {"path": source, "old": sha256(source), "new": sha256(edited), "new_size": edited.stat().st_size}

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from editkit import copy_model, make_model, run_cli, sha256, start_cli, temps_of
+from editkit import copy_model, make_model, model_versions, run_cli, sha256, start_cli, temps_of
 
 from gguftools.container import ValueType
 from gguftools.container.writer import NewValue
@@ -19,12 +19,9 @@ SET_POST = ["set-mtp-source", "--post-norm"]
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A model file and the sha256 of its version after ``set-mtp-source --post-norm``."""
+    """A model file, and the sha256 of its version after ``set-mtp-source --post-norm``."""
     folder = tmp_path_factory.mktemp("model")
-    original = make_model(folder / "original.gguf")
-    edited = copy_model(original, folder / "edited.gguf")
-    assert run_cli([*SET_POST, str(edited)], folder).code == 0
-    return {"path": original, "old": sha256(original), "new": sha256(edited)}
+    return model_versions(make_model(folder / "original.gguf"), folder, SET_POST)
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """An edit never leaves a damaged model: interruptions, hostile surroundings, links and attributes.
 
 Interruption trials stop the CLI at a named step of the edit or after N bytes of the new file (the test
-hook in ``gguftools.edit``), kill it with SIGKILL from the test, and check that the path holds the old file
-or the complete new one byte for byte, and that the next run removes the leftover temporary file and says
-so on stderr.
+hook in ``gguftools.edit``), and kill it with SIGKILL from the test. Each trial checks that the path then
+contains the old file or the complete new one byte for byte. It also checks that the next run removes the
+leftover temporary file and reports it on stderr.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ from pathlib import Path
 
 import pytest
 from editkit import (
+    TRAINED_CANDIDATES,
     TRAINED_FIXTURE,
     copy_model,
     make_model,
+    model_versions,
     run_cli,
     sha256,
     start_cli,
     temps_of,
 )
 
+from gguftools.cli import cli
 from gguftools.edit import STEPS, TEST_CHUNK, TEST_STOP_VARIABLE
 
 SET_POST = ["set-mtp-source", "--post-norm"]
@@ -43,20 +46,12 @@ NOBODY = (65534, 65534)
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A model file and the sha256 and size of its version after ``set-mtp-source --post-norm``."""
+    """A model file, and the sha256 and size of its version after ``set-mtp-source --post-norm``."""
     folder = tmp_path_factory.mktemp("model")
-    original = make_model(folder / "original.gguf")
-    edited = copy_model(original, folder / "edited.gguf")
-    result = run_cli([*SET_POST, str(edited)], folder)
-    assert result.code == 0, result.stderr
+    versions = model_versions(make_model(folder / "original.gguf"), folder, SET_POST)
     # every byte trial must stop in a chunk of its own
-    assert edited.stat().st_size // TEST_CHUNK >= 2 * BYTE_TRIALS
-    return {
-        "path": original,
-        "old": sha256(original),
-        "new": sha256(edited),
-        "new_size": edited.stat().st_size,
-    }
+    assert versions["new_size"] // TEST_CHUNK >= 2 * BYTE_TRIALS
+    return versions
 
 
 @pytest.fixture
@@ -121,13 +116,12 @@ def test_set_mtp_source_killed(point: str, model: dict, tmp_path: Path, workdir:
 
 def verify_write_available() -> str | None:
     """Return why the verify --write trials cannot run here, or None when they can."""
-    result = subprocess.run(
-        [sys.executable, "-m", "gguftools", "verify", "--help"], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0 or "--write" not in result.stdout:
+    verify = cli.commands.get("verify")
+    if verify is None or not any(param.name == "write" for param in verify.params):
         return "this gguftools has no `verify --write` command"
     if not TRAINED_FIXTURE.exists():
-        return f"the trained fixture {TRAINED_FIXTURE.name} has not been built (tools/make_fixtures.py)"
+        names = " or ".join(path.name for path in TRAINED_CANDIDATES)
+        return f"no trained fixture ({names}) in tests/fixtures; tools/make_fixtures.py builds them"
     return None
 
 
@@ -137,19 +131,10 @@ VERIFY_ARGS = ["verify", "--tokens", "256", "--quiet", "--write"]
 
 @pytest.fixture(scope="module")
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The trained fixture and the sha256 and size of its version after ``verify --write``."""
+    """The trained fixture, and the sha256 and size of its version after ``verify --write``."""
     if VERIFY_SKIP is not None:
         pytest.skip(VERIFY_SKIP)
-    folder = tmp_path_factory.mktemp("trained")
-    edited = copy_model(TRAINED_FIXTURE, folder / "edited.gguf")
-    result = run_cli([*VERIFY_ARGS, str(edited)], folder)
-    assert result.code == 0, result.stderr
-    return {
-        "path": TRAINED_FIXTURE,
-        "old": sha256(TRAINED_FIXTURE),
-        "new": sha256(edited),
-        "new_size": edited.stat().st_size,
-    }
+    return model_versions(TRAINED_FIXTURE, tmp_path_factory.mktemp("trained"), VERIFY_ARGS)
 
 
 @pytest.mark.parametrize("point", stop_points(12))
@@ -188,6 +173,22 @@ def test_killed_real_process(stop: str, model: dict, tmp_path: Path) -> None:
         assert STALE_REPORT + leftover in again.stderr
     assert temps_of(path) == []
     assert sha256(path) == model["new"]
+
+
+def test_interrupt_removes_temp(model: dict, tmp_path: Path, workdir: Path) -> None:
+    """Ctrl-C (SIGINT) in the middle of the copy removes the temporary file before the process exits."""
+    path = copy_model(model["path"], tmp_path / "model.gguf")
+    child = start_cli([*SET_POST, str(path)], workdir, stop_at="bytes:300000")
+    try:
+        assert child.stopped
+        assert len(temps_of(path)) == 1
+        os.kill(child.pid, signal.SIGINT)
+        result = child.resume()
+    finally:
+        child.cleanup()
+    assert result.code not in (0, -signal.SIGINT)
+    assert sha256(path) == model["old"]
+    assert temps_of(path) == []
 
 
 # -- two edits at once ---------------------------------------------------------------------------------
@@ -242,13 +243,35 @@ def test_lock_held_until_edit_ends(model: dict, tmp_path: Path, workdir: Path) -
     assert "post_norm -> pre_norm" in third.stdout
 
 
+def test_cleanup_skips_live_temp(model: dict, tmp_path: Path, workdir: Path) -> None:
+    """Two edits to one new -o path: the second runs a cleanup while the first is still writing."""
+    path = copy_model(model["path"], tmp_path / "model.gguf")
+    output = tmp_path / "out.gguf"
+    first = start_cli([*SET_POST, str(path), "-o", str(output)], workdir, stop_at="written")
+    try:
+        assert first.stopped
+        live_temp = temps_of(output)
+        assert len(live_temp) == 1
+        second = run_cli([*SET_POST, str(path), "-o", str(output)], workdir)
+        assert second.code == 0, second.stderr
+        assert STALE_REPORT not in second.stderr
+        assert set(live_temp) <= set(temps_of(output))
+        finished = first.resume()
+    finally:
+        first.cleanup()
+    assert finished.code == 1
+    assert "the output file appeared during the edit" in finished.stderr
+    assert sha256(output) == model["new"]
+    assert temps_of(output) == []
+
+
 # -- full disk -----------------------------------------------------------------------------------------
 
 
 def enospc_after(limit: int, original, count_of, shorten):
     """Wrap a write-like function so that it writes at most ``limit`` bytes in all, then fails with ENOSPC.
 
-    ``count_of`` returns the byte count that a call asks for; the call that crosses the limit writes only
+    ``count_of`` returns the byte count that a call requests. The call that crosses the limit writes only
     the bytes up to it, as the kernel does when a disk fills.
     """
     written = 0
@@ -310,18 +333,32 @@ def test_injected_enospc_at_fsync(model: dict, tmp_path: Path, workdir: Path, mo
     assert temps_of(path) == []
 
 
+def test_copy_without_copy_file_range(model: dict, tmp_path: Path, workdir: Path, monkeypatch) -> None:
+    """Where the kernel cannot copy between the files (EXDEV, EOPNOTSUPP), pread and write do the copy."""
+    path = copy_model(model["path"], tmp_path / "model.gguf")
+
+    def unsupported(*args) -> int:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "copy_file_range", unsupported, raising=False)
+    result = run_cli([*SET_POST, str(path)], workdir)
+    monkeypatch.undo()
+    assert result.code == 0, result.stderr
+    assert sha256(path) == model["new"]
+
+
 @contextlib.contextmanager
 def mounted_tmpfs(mount_point: Path, options: str):
     """Mount a tmpfs for the test and unmount it afterwards; skip when mounting is not permitted."""
     mount_point.mkdir()
-    made = subprocess.run(
+    mount = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", options, "gguftools-test", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,
     )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip() or 'mount failed'})")
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip() or 'mount failed'})")
     try:
         yield mount_point
     finally:
@@ -384,9 +421,9 @@ def test_read_only_file_rejected(model: dict, tmp_path: Path, workdir: Path) -> 
 
 def test_immutable_file_rejected(model: dict, tmp_path: Path, workdir: Path) -> None:
     path = copy_model(model["path"], tmp_path / "model.gguf")
-    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, check=False)
-    if made.returncode != 0:
-        pytest.skip(f"chattr +i is not available here ({made.stderr.strip()})")
+    chattr = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, check=False)
+    if chattr.returncode != 0:
+        pytest.skip(f"chattr +i is not available here ({chattr.stderr.strip()})")
     try:
         result = run_cli([*SET_POST, str(path)], workdir)
     finally:
@@ -422,7 +459,7 @@ def shared_folder() -> Path:
 
 
 def unprivileged_user() -> tuple[int, int] | None:
-    """Run as nobody when the tests run as root; as root, permission bits would not apply."""
+    """Return the unprivileged user to run as when the tests run as root, whom permission bits do not bind."""
     return NOBODY if os.geteuid() == 0 else None
 
 
@@ -622,7 +659,7 @@ def test_no_change_leaves_file_untouched(model: dict, tmp_path: Path, workdir: P
 
 
 def test_no_change_still_removes_leftover(model: dict, tmp_path: Path, workdir: Path) -> None:
-    """A run with nothing to write still cleans up after an interrupted edit, and says so."""
+    """A run with nothing to write still cleans up after an interrupted edit and reports it."""
     path = copy_model(model["path"], tmp_path / "model.gguf")
     assert run_cli([*SET_POST, str(path)], workdir).code == 0
     child = start_cli(["set-mtp-source", "--pre-norm", str(path)], workdir, stop_at="written")

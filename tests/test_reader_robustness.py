@@ -382,3 +382,12 @@ def test_fifo_does_not_hang(tmp_path):
 def test_empty_file_is_rejected(tmp_path):
     with pytest.raises(GGUFFormatError, match="too short"):
         open_gguf(write(tmp_path, b""))
+
+
+def test_string_array_element_longer_than_file(tmp_path):
+    packer = small_model()
+    element = packer.length(2**63 - 1) + b"x"
+    packer.add_raw(packer.string("words") + packer.num("I", ARRAY) + packer.num("I", STRING) + packer.length(2) + element)
+    path = write(tmp_path, packer.pack())
+    with pytest.raises(GGUFFormatError, match="truncated"):
+        open_gguf(path)

@@ -2,10 +2,10 @@
 """Build the known-answer GGUF fixtures for gguftools.
 
 The script trains a tiny Qwen3.5 trunk (transformers `Qwen3_5ForCausalLM`) on Python standard library
-source, freezes it, and trains two MTP heads on it: one fed the trunk's hidden state after the final norm
-(post_norm) and one fed the hidden state before it (pre_norm). Both models are converted with llama.cpp's
-own converter, and the script records in `manifest.json` how each head scores under each feed, so that the
-tool's verdict on each file is known in advance.
+source and freezes it. It then trains two MTP heads on that trunk. One is fed the trunk's hidden state
+after the final norm (post_norm), the other the hidden state before it (pre_norm). Both models are
+converted with llama.cpp's own converter. The script records in `manifest.json` how each head scores
+under each feed, so the tool's verdict on each file is known in advance.
 
 Outputs (under --out, default tests/fixtures):
   qwen35-mtp-post.f32.gguf, qwen35-mtp-pre.f32.gguf, qwen35-mtp-post.q8_0.gguf (unless --skip-q8),
@@ -79,7 +79,7 @@ TEXT_CONFIG = {
     "rms_norm_eps": 1e-6,
     "max_position_embeddings": CONTEXT_LENGTH,
     "tie_word_embeddings": False,
-    # Rotary covers head_dim * 0.5 = 16 dims; mrope_section must sum to 16 / 2 = 8.
+    # Rotary covers head_dim * 0.5 = 16 dims, so mrope_section must sum to 16 / 2 = 8.
     "rope_parameters": {
         "rope_type": "default",
         "rope_theta": 10000.0,
@@ -159,7 +159,7 @@ def load_corpus(stdlib_dir: Path) -> tuple[list[tuple[str, str]], str]:
 
 
 def train_tokenizer(texts: list[str]):
-    """Train a byte-level BPE with Qwen3.5's split regex; ids 0..2 are the special tokens."""
+    """Train a byte-level BPE with Qwen3.5's split regex. Ids 0..2 are the special tokens."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -221,7 +221,10 @@ def make_text_config():
 
 
 def causal_mask(length: int) -> torch.Tensor:
-    """Additive [1, 1, T, T] mask; eager attention in transformers is not causal without one."""
+    """Return an additive [1, 1, T, T] causal mask.
+
+    Eager attention in transformers 5.25 is not causal when called without a mask.
+    """
     mask = torch.full((length, length), torch.finfo(torch.float32).min)
     return torch.triu(mask, diagonal=1)[None, None]
 
@@ -368,6 +371,30 @@ def train_trunk(model, stream: torch.Tensor, steps: int, generator: torch.Genera
         "first_loss": losses[0],
         "final_loss_mean_last_20": float(np.mean(losses[-20:])),
     }
+
+
+def save_trunk(model, work_dir: Path, settings: dict, stats: dict) -> None:
+    tensors = {name: value.detach().contiguous().clone() for name, value in model.state_dict().items()}
+    save_file(tensors, str(work_dir / "trunk.safetensors"))
+    record = {"settings": settings, "stats": stats}
+    (work_dir / "trunk.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def load_saved_trunk(model, work_dir: Path, settings: dict) -> dict | None:
+    """Load a trunk saved by an earlier run with the same settings; return its training figures or None."""
+    from safetensors.torch import load_file
+
+    weights_path, record_path = work_dir / "trunk.safetensors", work_dir / "trunk.json"
+    if not weights_path.is_file() or not record_path.is_file():
+        log.info("no saved trunk in %s, training one", work_dir)
+        return None
+    record = json.loads(record_path.read_text())
+    if record["settings"] != json.loads(json.dumps(settings)):
+        log.info("saved trunk in %s was trained with other settings, training a new one", work_dir)
+        return None
+    model.load_state_dict(load_file(str(weights_path)))
+    log.info("reusing the trunk saved in %s", work_dir)
+    return {**record["stats"], "reused_from_earlier_run": True}
 
 
 def head_loss(head, runner, embed, lm_head, batch, feed, teacher_logprobs) -> torch.Tensor:
@@ -556,7 +583,7 @@ def write_checkpoint(model, head: MtpHead, tokenizer, model_dir: Path) -> None:
 
 
 def convert(llama_dir: Path, model_dir: Path, outfile: Path, outtype: str) -> dict:
-    """Run llama.cpp's converter on model_dir; return whether the pre-tokenizer lookup fell back."""
+    """Run llama.cpp's converter on model_dir and return whether the pre-tokenizer lookup fell back."""
     command = [sys.executable, "-c", CONVERTER_BOOTSTRAP, str(llama_dir),
                str(model_dir), "--outfile", str(outfile), "--outtype", outtype]
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -574,7 +601,7 @@ def convert(llama_dir: Path, model_dir: Path, outfile: Path, outtype: str) -> di
 
 
 def describe_gguf(path: Path) -> dict:
-    """List the metadata keys (without the token arrays) and tensors of a GGUF file."""
+    """List the metadata keys and tensors of a GGUF file, abbreviating arrays longer than 16 entries."""
     import gguf
 
     reader = gguf.GGUFReader(str(path))
@@ -623,7 +650,7 @@ def tile_value_heads(array: np.ndarray, head_dim: int, axis: int, num_k: int, nu
 
 
 def check_conversion(model_dir: Path, gguf_path: Path, config) -> list[str]:
-    """Compare the F32 GGUF's tensors with the checkpoint's; return the storage conventions confirmed.
+    """Compare the F32 GGUF's tensors with the checkpoint's and return the storage conventions confirmed.
 
     Raises SystemExit on the first tensor that does not match its expected transform.
     """
@@ -706,7 +733,7 @@ def check_conversion(model_dir: Path, gguf_path: Path, config) -> list[str]:
 
 
 def same_trunk_tensors(first: Path, second: Path, mtp_block: int) -> int:
-    """Check that two files hold identical trunk tensors; return how many were compared."""
+    """Check that two files contain identical trunk tensors and return how many were compared."""
     import gguf
 
     def trunk(path):
@@ -753,9 +780,12 @@ def parse_args() -> argparse.Namespace:
                         help="Python standard library directory whose *.py files are the corpus")
     parser.add_argument("--work", type=Path, default=None,
                         help="directory for the intermediate Hugging Face checkpoints (default: a temporary one)")
-    parser.add_argument("--trunk-steps", type=int, default=700, help="optimizer steps for the trunk")
-    parser.add_argument("--head-steps", type=int, default=500, help="optimizer steps for each MTP head")
+    parser.add_argument("--trunk-steps", type=int, default=350, help="optimizer steps for the trunk")
+    parser.add_argument("--head-steps", type=int, default=300, help="optimizer steps for each MTP head")
     parser.add_argument("--skip-q8", action="store_true", help="do not write the Q8_0 conversion")
+    parser.add_argument("--reuse-trunk", action="store_true",
+                        help="load the trunk saved in --work by an earlier run with the same settings "
+                             "instead of training it again (the result is the same, only faster)")
     return parser.parse_args()
 
 
@@ -797,8 +827,14 @@ def main() -> None:
     model = Qwen3_5ForCausalLM(config)
     norm_generator = torch.Generator().manual_seed(SEED + 1)
     output_norm_scale = set_output_norm_scale(model, norm_generator)
-    data_generator = torch.Generator().manual_seed(SEED + 2)
-    trunk_stats = train_trunk(model, stream, args.trunk_steps, data_generator)
+    trunk_settings = {"trunk_steps": args.trunk_steps, "seed": SEED, "output_norm_sigma": OUTPUT_NORM_SIGMA,
+                      "tokenizer_sha256": sha256_text(tokenizer.to_str()), "text_config": TEXT_CONFIG,
+                      "batch_size": TRUNK_BATCH, "peak_lr": TRUNK_LR}
+    trunk_stats = load_saved_trunk(model, work_dir, trunk_settings) if args.reuse_trunk else None
+    if trunk_stats is None:
+        data_generator = torch.Generator().manual_seed(SEED + 2)
+        trunk_stats = train_trunk(model, stream, args.trunk_steps, data_generator)
+        save_trunk(model, work_dir, trunk_settings, trunk_stats)
     for param in model.parameters():
         param.requires_grad_(False)
 

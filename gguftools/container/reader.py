@@ -233,17 +233,19 @@ class _Parser:
         Qwen models), so it avoids method calls and keeps no Python object per string.
         """
         unpack_length = struct.Struct(self.byte_order + self.length_format).unpack_from
-        buffer, width = self.buffer, self.length_size
+        buffer, width, size = self.buffer, self.length_size, self.size
         offsets = np.empty(count, dtype=np.int64)
         position = self.offset
         try:
             for index in range(count):
                 offsets[index] = position
                 position += width + unpack_length(buffer, position)[0]
+                # checked every time: a damaged length would otherwise overflow the int64 offsets
+                if position > size:
+                    start = int(offsets[index])
+                    raise _Truncated(start, position - start)
         except struct.error:
             raise _Truncated(position, width) from None
-        if position > self.size:
-            raise _Truncated(int(offsets[count - 1]), position - int(offsets[count - 1]))
         self.offset = position
         return offsets
 
@@ -303,7 +305,7 @@ class GGUFFile:
     its ``TensorInfo`` in file order. ``problems`` lists what is wrong but still readable (a duplicate key,
     an unknown tensor type, tensor data past the end of the file), each a ``Problem`` with a rule id.
 
-    A file cut short inside its tensor infos still opens: ``metadata`` is complete, ``tensors`` holds the
+    A file cut short inside its tensor infos still opens: ``metadata`` is complete, ``tensors`` contains the
     infos before the cut, ``tensor_infos_complete`` is False and no tensor data can be read. A file cut
     short anywhere earlier raises ``GGUFFormatError``.
     """
@@ -429,9 +431,9 @@ class GGUFFile:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            shown = raw.decode("utf-8", errors="backslashreplace")
+            escaped = raw.decode("utf-8", errors="backslashreplace")
             self.problems.append(
-                Problem("gguf-invalid-utf8", f"{kind} name at offset {offset} is not valid UTF-8: '{shown}'")
+                Problem("gguf-invalid-utf8", f"{kind} name at offset {offset} is not valid UTF-8: '{escaped}'")
             )
 
     def _alignment(self) -> int:

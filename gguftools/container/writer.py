@@ -134,8 +134,8 @@ def read_exact(source: GGUFFile, start: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-# copy_file_range fails with these when the kernel or the file systems cannot copy between the two files;
-# a plain pread/write loop does the same job then.
+# copy_file_range fails with these errors when the kernel or the file systems cannot copy between the two
+# files. A plain pread/write loop does the copy then.
 _NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM)
 
 
