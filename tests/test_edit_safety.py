@@ -9,6 +9,7 @@ leftover temporary file and reports it on stderr.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,10 @@ from editkit import (
     temps_of,
 )
 
+import gguftools.cli as cli_module
+import gguftools.verify as verify_module
 from gguftools.cli import cli
+from gguftools.container import open_gguf
 from gguftools.edit import STEPS, TEST_CHUNK, TEST_STOP_VARIABLE
 
 SET_POST = ["set-mtp-source", "--post-norm"]
@@ -126,15 +131,31 @@ def verify_write_available() -> str | None:
 
 
 VERIFY_SKIP = verify_write_available()
-VERIFY_ARGS = ["verify", "--tokens", "256", "--quiet", "--write"]
+VERIFY_TOKENS = 1024
+VERIFY_ARGS = ["verify", "--tokens", str(VERIFY_TOKENS), "--quiet", "--write"]
 
 
 @pytest.fixture(scope="module")
-def trained_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The trained fixture, and the sha256 and size of its version after ``verify --write``."""
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """The trained fixture, and the sha256 and size of its version after ``verify --write``.
+
+    The trials test the write, not the scoring, so the verdict is computed once here, for the fixture's
+    bytes, and each forked ``verify --write`` reuses it instead of scoring the same text again. The file's
+    current key value is still read from the file each run. ``test_verify_write_real_process`` scores for
+    real.
+    """
     if VERIFY_SKIP is not None:
         pytest.skip(VERIFY_SKIP)
-    return model_versions(TRAINED_FIXTURE, tmp_path_factory.mktemp("trained"), VERIFY_ARGS)
+    with open_gguf(TRAINED_FIXTURE) as fixture:
+        verdict = verify_module.run_verify(fixture, verify_module.sample_text(), max_tokens=VERIFY_TOKENS)
+    assert verdict.source != "undetermined", f"{TRAINED_FIXTURE.name}: verify is undetermined: {verdict.reason}"
+
+    def reuse_verdict(model, text, **options):
+        return dataclasses.replace(verdict, file_value=model.get(verdict.file_key))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli_module, "run_verify", reuse_verdict)
+        yield model_versions(TRAINED_FIXTURE, tmp_path_factory.mktemp("trained"), VERIFY_ARGS)
 
 
 @pytest.mark.parametrize("point", stop_points(12))
@@ -144,21 +165,40 @@ def test_verify_write_killed(point: str, trained_model: dict, tmp_path: Path, wo
     check_interrupted_run(VERIFY_ARGS, path, trained_model["old"], trained_model["new"], stop, workdir, VERIFY_ARGS)
 
 
-@pytest.mark.parametrize("stop", ["bytes:300000", "before-rename", "after-rename"])
-def test_killed_real_process(stop: str, model: dict, tmp_path: Path) -> None:
-    """The same check with the installed entry point in a fresh interpreter, killed from outside."""
-    path = copy_model(model["path"], tmp_path / "model.gguf")
-    command = [sys.executable, "-m", "gguftools", *SET_POST, str(path)]
+def test_verify_write_real_process(trained_model: dict, tmp_path: Path) -> None:
+    """verify --write in a fresh interpreter, scoring for real, killed just before the rename."""
+    path = copy_model(trained_model["path"], tmp_path / "model.gguf")
+    command = [sys.executable, "-m", "gguftools", *VERIFY_ARGS, str(path)]
+    leftovers = kill_real_process(command, "before-rename")
+    assert sha256(path) == trained_model["old"]
+    assert len(leftovers) == 1
+    assert temps_of(path) == leftovers
+
+    again = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert STALE_REPORT + leftovers[0] in again.stderr
+    assert temps_of(path) == []
+    assert sha256(path) == trained_model["new"]
+
+
+def kill_real_process(command: list[str], stop: str) -> list[str]:
+    """Run ``command`` with the test hook set to ``stop``, kill it there; return the temporary files left."""
     env = dict(os.environ, **{TEST_STOP_VARIABLE: stop})
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status = os.waitpid(process.pid, os.WUNTRACED)
     assert os.WIFSTOPPED(status), "the command ended before the stop point"
     os.kill(process.pid, signal.SIGKILL)
     os.waitpid(process.pid, 0)
     process.returncode = -signal.SIGKILL
-    process.communicate()
+    return temps_of(command[-1])
 
-    leftovers = temps_of(path)
+
+@pytest.mark.parametrize("stop", ["bytes:300000", "before-rename", "after-rename"])
+def test_killed_real_process(stop: str, model: dict, tmp_path: Path) -> None:
+    """The same check with the installed entry point in a fresh interpreter, killed from outside."""
+    path = copy_model(model["path"], tmp_path / "model.gguf")
+    command = [sys.executable, "-m", "gguftools", *SET_POST, str(path)]
+    leftovers = kill_real_process(command, stop)
     if stop == "after-rename":
         assert sha256(path) == model["new"]
         assert leftovers == []
@@ -166,8 +206,7 @@ def test_killed_real_process(stop: str, model: dict, tmp_path: Path) -> None:
         assert sha256(path) == model["old"]
         assert len(leftovers) == 1
 
-    env.pop(TEST_STOP_VARIABLE)
-    again = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    again = subprocess.run(command, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     for leftover in leftovers:
         assert STALE_REPORT + leftover in again.stderr
@@ -445,8 +484,11 @@ def test_read_only_filesystem(model: dict, tmp_path: Path, workdir: Path) -> Non
 
 @pytest.fixture
 def shared_folder() -> Path:
-    """A folder that an unprivileged user can reach (pytest's own tmp_path is private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="gguftools-perm-"))
+    """A folder that an unprivileged user can reach (pytest's own tmp_path is private to root).
+
+    It is made in /tmp rather than in $TMPDIR, which may sit in a folder that only root can enter.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="gguftools-perm-", dir="/tmp"))
     folder.chmod(0o755)
     try:
         yield folder

@@ -826,7 +826,7 @@ def main() -> None:
     torch.manual_seed(SEED)
     model = Qwen3_5ForCausalLM(config)
     norm_generator = torch.Generator().manual_seed(SEED + 1)
-    output_norm_scale = set_output_norm_scale(model, norm_generator)
+    set_output_norm_scale(model, norm_generator)
     trunk_settings = {"trunk_steps": args.trunk_steps, "seed": SEED, "output_norm_sigma": OUTPUT_NORM_SIGMA,
                       "tokenizer_sha256": sha256_text(tokenizer.to_str()), "text_config": TEXT_CONFIG,
                       "batch_size": TRUNK_BATCH, "peak_lr": TRUNK_LR}
@@ -949,7 +949,7 @@ def main() -> None:
                         "(token_embd.weight)",
             "output_norm": {
                 "distribution": f"log-normal, sigma {OUTPUT_NORM_SIGMA}, log mean removed, frozen in training",
-                "effective_scale": spread_stats(output_norm_scale),
+                "effective_scale": spread_stats(1.0 + model.model.norm.weight.detach()),
                 "gguf_tensor": "output_norm.weight stores the effective scale (transformers weight + 1)",
             },
         },
