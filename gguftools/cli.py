@@ -184,8 +184,7 @@ def verify(
                 verdict.file_key + "_evidence": NewValue(ValueType.STRING, verdict.evidence_summary()),
             }
             result = set_metadata(target, changes)
-            for stale in result.stale_removed:
-                click.echo(f"removed a temporary file left by an interrupted edit: {stale}", err=True)
+            echo_edit_notes(result)
             click.echo(f"wrote {verdict.file_key} = {verdict.source} to {printable(result.path)}", err=json_)
     except GGUFToolsError as error:
         raise fail(error) from None

@@ -1,0 +1,116 @@
+"""verify on the trained fixtures: the verdict each was built for, and the acceptance training measured.
+
+The fixtures' heads were trained on a known feed, and tools/make_fixtures.py measured their depth-1
+acceptance in torch on the same sample text, windows and positions that verify uses; manifest.json records
+the figures. The numpy model is a different implementation in a different float order, so a few
+positions whose top two tokens nearly tie can flip: the tolerance is half a point (20 of 4080 positions).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gguftools.cli import cli
+from gguftools.container import open_gguf
+from gguftools.tokenize import load_tokenizer
+from gguftools.verify import demo_model_path, run_verify, sample_text
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
+ACCEPTANCE_TOLERANCE = 0.005
+HEADS = {"post_norm": "post_norm_head", "pre_norm": "pre_norm_head"}
+
+
+def fixture_path(name: str) -> Path:
+    return Path(demo_model_path()) if name == "demo.gguf" else FIXTURES / name
+
+
+@pytest.fixture(scope="module")
+def verdicts():
+    results = {}
+    for name in MANIFEST["expected_verdict"]:
+        with open_gguf(fixture_path(name)) as model:
+            results[name] = run_verify(model, sample_text(), max_tokens=MANIFEST["measurement"]["tokens_used"])
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST["expected_verdict"]))
+def test_fixture_verdict(verdicts, name):
+    verdict = verdicts[name]
+    assert verdict.source == MANIFEST["expected_verdict"][name]
+    assert verdict.strength == "strong"
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST["expected_verdict"]))
+def test_fixture_acceptance_matches_training(verdicts, name):
+    verdict = verdicts[name]
+    trained_on = MANIFEST["expected_verdict"][name]
+    recorded = MANIFEST["measurement"]["acceptance"][HEADS[trained_on]]
+    assert verdict.scores["post_norm"].positions == MANIFEST["measurement"]["positions"]
+    for feed in ("post_norm", "pre_norm"):
+        assert verdict.scores[feed].acceptance == pytest.approx(recorded[feed], abs=ACCEPTANCE_TOLERANCE), feed
+
+
+def test_control_is_near_chance(verdicts):
+    for name, verdict in verdicts.items():
+        assert verdict.control_acceptance < 0.15, name
+
+
+def test_tokenizer_matches_training_tokenizer():
+    reference = np.load(FIXTURES / "reference.npz")
+    with open_gguf(FIXTURES / "qwen35-mtp-post.f32.gguf") as model:
+        tokenizer = load_tokenizer(model)
+    ids = tokenizer.encode(sample_text(), add_special_tokens=False).ids
+    expected = reference["sample_tokens"]
+    assert ids[: len(expected)] == expected.tolist()
+
+
+def test_tokenizer_round_trips_text():
+    with open_gguf(FIXTURES / "qwen35-mtp-post.f32.gguf") as model:
+        tokenizer = load_tokenizer(model)
+    text = "def f(x):\n    return x ** 2  # naïve, ünïcode\n"
+    assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False).ids) == text
+
+
+def test_verify_without_argument_runs_demo():
+    result = CliRunner().invoke(cli, ["verify", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "verdict: post_norm (strong evidence)" in result.output
+
+
+def test_verify_json_and_write(tmp_path):
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(FIXTURES / "qwen35-mtp-pre.f32.gguf", path)
+    result = CliRunner().invoke(cli, ["verify", "--quiet", "--json", "--tokens", "1024", "--write", str(path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert data["verdict"] == "pre_norm"
+    assert data["file_value"] is None
+    with open_gguf(path) as model:
+        assert model.get("qwen35.nextn_hidden_source") == "pre_norm"
+        assert "verdict pre_norm" in model.get("qwen35.nextn_hidden_source_evidence")
+    again = CliRunner().invoke(cli, ["verify", "--quiet", "--tokens", "1024", str(path)])
+    assert "pre_norm in the file, which agrees" in again.output
+
+
+def test_verify_reports_disagreeing_key(tmp_path):
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(FIXTURES / "qwen35-mtp-post.f32.gguf", path)
+    assert CliRunner().invoke(cli, ["set-mtp-source", "--pre-norm", str(path)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["verify", "--quiet", "--tokens", "1024", str(path)])
+    assert result.exit_code == 0
+    assert "DISAGREES" in result.output
+
+
+def test_verify_rejects_short_text(tmp_path):
+    text = tmp_path / "short.txt"
+    text.write_text("a", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["verify", "--quiet", "--text", str(text)])
+    assert result.exit_code == 1
+    assert "too few to score" in result.output
