@@ -29,10 +29,14 @@ MODEL_FILES = {"post": "qwen35-mtp-post.f32.gguf", "pre": "qwen35-mtp-pre.f32.gg
 Q8_FILE = "qwen35-mtp-post.q8_0.gguf"
 FEEDS = {"post": "hidden_post_norm", "pre": "hidden_pre_norm"}
 
-# Largest absolute difference allowed between numpy and torch, both float32. TOLERANCE_NOTE below says what
-# was observed; the margin covers different BLAS summation orders and the chunked delta rule.
+# Largest absolute difference allowed between numpy and torch, both float32. Observed with numpy 2.4 and
+# OpenBLAS on x86-64 (``pytest -s`` prints them): at most 9e-6 on this fixture, with hidden states up to 20
+# and logits up to 11. The bound leaves 100x for other BLAS builds and summation orders, and stays far below
+# what a wrong storage convention causes (a norm weight off by 1 moves values by O(1)).
 HIDDEN_TOLERANCE = 1e-3
 LOGITS_TOLERANCE = 1e-3
+# The Q8_0 file against the float32 reference: observed 0.086 max difference and 63 of 64 greedy tokens
+# equal for both the trunk and the post head.
 Q8_LOGITS_TOLERANCE = 0.25
 Q8_MIN_GREEDY_AGREEMENT = 0.9
 
