@@ -164,9 +164,9 @@ def verify(
             raise UserError(f"{text_file}: not UTF-8 text (byte offset {error.start})") from None
         text_name = text_file
 
-    def progress(done: int, total: int) -> None:
+    def progress(stage: str, done: int, total: int) -> None:
         if not quiet:
-            click.echo(f"\rscoring window {done}/{total}", err=True, nl=done == total)
+            click.echo(f"[{done}/{total}] {stage} scored", err=True)
 
     try:
         with open_gguf(path) as model:

@@ -168,7 +168,7 @@ def run_verify(
     max_window: int = DEFAULT_MAX_WINDOW,
     alpha: float = DEFAULT_ALPHA,
     min_difference: float = DEFAULT_MIN_DIFFERENCE,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Verdict:
     """Score both feeds of ``model``'s MTP head on ``text`` and return the verdict."""
     block = check_verifiable(model)
@@ -184,23 +184,30 @@ def run_verify(
     if not windows:
         raise ModelError(f"the text gives {len(tokens)} tokens, too few to score (at least {MIN_WINDOW} needed)", model.path)
 
-    head = net.load_mtp_head(block)
+    trunk = net.forward_windows(windows)
+    if progress is not None:
+        progress("trunk", 1, 2)
+    head = net.load_mtp_head(block, lazy_vocab=True)
+    # One pass over the output matrix for every window and both feeds: rows are stacked feed by feed.
+    head_hidden = [
+        head.final_hidden(getattr(states, f"hidden_{feed}")[:-1], window[1:])  # h_t and x_{t+1}, t = 0 .. L-2
+        for feed in FEEDS
+        for window, states in zip(windows, trunk)
+    ]
+    drafts = np.split(head.output.top_tokens(np.concatenate(head_hidden)), np.cumsum([len(h) for h in head_hidden])[:-1])
+    if progress is not None:
+        progress("head", 2, 2)
+    del head, head_hidden
+
     accepted = {feed: [] for feed in FEEDS}
     control = []
-    for number, window in enumerate(windows):
-        trunk = net.forward(window)
-        target = trunk.logits.argmax(axis=-1)  # target[t] is the target's greedy token for position t + 1
-        next_tokens = window[1:]  # x_{t+1} for t = 0 .. L-2
-        hidden = {"pre_norm": trunk.hidden_pre_norm[:-1], "post_norm": trunk.hidden_post_norm[:-1]}
-        for feed in FEEDS:
-            draft = head.logits(hidden[feed], next_tokens).argmax(axis=-1)  # drafts of x_{t+2}
-            accepted[feed].append(draft == target[1:])
-            if feed == "post_norm" and len(window) > MIN_WINDOW:
-                control.append(draft[:-1] == target[2:])  # the target's token one step too late
-        if progress is not None:
-            progress(number + 1, len(windows))
-    del head
-
+    for index, feed in enumerate(FEEDS):
+        for number, states in enumerate(trunk):
+            draft = drafts[index * len(windows) + number]  # drafts of x_{t+2}
+            target = states.top_tokens[1:]  # the target's greedy token for position t + 2
+            accepted[feed].append(draft == target)
+            if feed == "post_norm" and len(draft) > 1:
+                control.append(draft[:-1] == target[1:])  # the target's token one step too late
     outcomes = {feed: np.concatenate(accepted[feed]) for feed in FEEDS}
     scores = {feed: FeedScore(feed, int(outcomes[feed].sum()), len(outcomes[feed])) for feed in FEEDS}
     post_only = int((outcomes["post_norm"] & ~outcomes["pre_norm"]).sum())

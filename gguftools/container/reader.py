@@ -574,10 +574,24 @@ class GGUFFile:
             )
         return np.frombuffer(self._map, dtype=np.uint8, count=nbytes, offset=start)
 
-    def dequantize(self, name: str) -> np.ndarray:
-        """Return a tensor as float32 in numpy order, dequantized through ``gguf.quants``."""
+    def dequantize(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """Return a tensor as float32 in numpy order, dequantized through ``gguf.quants``.
+
+        With ``rows=(start, stop)``, only those rows of the outermost numpy dimension are read and
+        dequantized: a slice of a [vocab, d] matrix costs that slice's memory, not the whole matrix's.
+        Quantization blocks never cross a row, because a row is a whole number of blocks.
+        """
         info = self._tensor_info(name)
         raw = self.tensor_bytes(name)
+        shape = info.shape
+        if rows is not None:
+            start, stop = rows
+            outer = shape[0] if shape else 1
+            if not 0 <= start <= stop <= outer:
+                raise GGUFFormatError(f"tensor {name!r}: rows {start} to {stop} are outside 0 to {outer}", self.path)
+            row_bytes = len(raw) // outer if outer else 0
+            raw = raw[start * row_bytes : stop * row_bytes]
+            shape = (stop - start, *shape[1:])
         try:
             qtype = gguf.GGMLQuantizationType(info.type_id)
         except ValueError:
@@ -588,11 +602,11 @@ class GGUFFile:
                     f"tensor {name!r}: type {info.type_name} in a big-endian file is not supported", self.path
                 )
             dtype = np.dtype(">f4") if qtype == gguf.GGMLQuantizationType.F32 else np.dtype(">f2")
-            return raw.view(dtype).astype(np.float32).reshape(info.shape)
+            return raw.view(dtype).astype(np.float32).reshape(shape)
         if qtype == gguf.GGMLQuantizationType.F32:
-            return raw.view(np.float32).reshape(info.shape)
+            return raw.view(np.float32).reshape(shape)
         if qtype == gguf.GGMLQuantizationType.F16:
-            return raw.view(np.float16).astype(np.float32).reshape(info.shape)
+            return raw.view(np.float16).astype(np.float32).reshape(shape)
         try:
             values = gguf.quants.dequantize(raw, qtype)
         except NotImplementedError:
@@ -600,7 +614,7 @@ class GGUFFile:
                 f"tensor {name!r} has type {info.type_name}, which gguf-py {_gguf_version()} cannot dequantize",
                 self.path,
             ) from None
-        return np.asarray(values, dtype=np.float32).reshape(info.shape)
+        return np.asarray(values, dtype=np.float32).reshape(shape)
 
     def _tensor_info(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)

@@ -86,8 +86,8 @@ class GGUFModel:
     def tensor_bytes(self, name: str) -> np.ndarray:
         return self._info(name).file.tensor_bytes(name)
 
-    def dequantize(self, name: str) -> np.ndarray:
-        return self._info(name).file.dequantize(name)
+    def dequantize(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        return self._info(name).file.dequantize(name, rows)
 
     def _info(self, name: str) -> TensorInfo:
         info = self.tensors.get(name)

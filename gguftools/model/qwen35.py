@@ -46,6 +46,7 @@ import numpy as np
 from gguftools.errors import GGUFToolsError, ModelError
 from gguftools.model import ops
 from gguftools.model.hparams import Qwen35HParams
+from gguftools.model.vocab import VocabMatrix
 
 
 class WeightSource(Protocol):
@@ -103,8 +104,39 @@ class Qwen35Model:
         logits = ops.linear(hidden_post_norm, self._output_matrix())  # [T, d] -> [T, vocab]
         return TrunkOutput(logits=logits, hidden_pre_norm=hidden, hidden_post_norm=hidden_post_norm)
 
-    def load_mtp_head(self, block: int | None = None) -> MTPHead:
-        """Load the MTP block ``block`` (an absolute block index; the first MTP block when None)."""
+    def forward_windows(self, windows: Sequence[np.ndarray]) -> list[WindowStates]:
+        """Run the trunk on several token windows, each independently, and keep what scoring needs.
+
+        Each block's weights are loaded once for all windows, and the vocabulary matrices are read in row
+        slices (``VocabMatrix``), so memory is one block's weights, every window's activations and one slice.
+        Instead of logits, each window gets its greedy ``top_tokens``.
+        """
+        hp = self.hparams
+        table = VocabMatrix(self.weights, "token_embd.weight", hp.embedding_length, self.path)
+        windows = [_check_tokens(window, table.shape[0], self.path) for window in windows]
+        lengths = [len(window) for window in windows]
+        bounds = np.cumsum(lengths)[:-1]
+        hidden = np.split(table[np.concatenate(windows)], bounds)  # [sum T, d] -> one [T, d] per window
+        del table
+
+        for block in range(hp.trunk_block_count):
+            recurrent = hp.is_recurrent(block)
+            layer = self._block_tensors(block, recurrent)
+            hidden = [decoder_block(h, layer, hp, np.arange(len(h)), recurrent) for h in hidden]
+            del layer
+
+        norm = self._fetch("output_norm.weight", (hp.embedding_length,))
+        post = [ops.rms_norm(h, norm, hp.rms_norm_eps) for h in hidden]
+        output = VocabMatrix(self.weights, self._output_name(), hp.embedding_length, self.path)
+        top = np.split(output.top_tokens(np.concatenate(post)), bounds)
+        return [WindowStates(pre, post_norm, tokens) for pre, post_norm, tokens in zip(hidden, post, top)]
+
+    def load_mtp_head(self, block: int | None = None, lazy_vocab: bool = False) -> MTPHead:
+        """Load the MTP block ``block`` (an absolute block index; the first MTP block when None).
+
+        With ``lazy_vocab``, the embedding and output matrices stay in the file as ``VocabMatrix`` objects:
+        use ``MTPHead.final_hidden`` and ``VocabMatrix.top_tokens`` then, since ``logits`` needs them whole.
+        """
         hp = self.hparams
         if hp.nextn_predict_layers == 0:
             raise ModelError(f"{hp.arch}.nextn_predict_layers is 0, so the model has no MTP block", self.path)
@@ -128,9 +160,13 @@ class Qwen35Model:
         if not self.weights.has(head_name):
             head_name = "output.weight" if self.weights.has("output.weight") else "token_embd.weight"
 
-        embedding = self._fetch(embed_name, (None, d))
-        # Tied files use one matrix for both; fetch it once.
-        output = embedding if head_name == embed_name else self._fetch(head_name, (embedding.shape[0], d))
+        if lazy_vocab:
+            embedding = VocabMatrix(self.weights, embed_name, d, self.path)
+            output = VocabMatrix(self.weights, head_name, d, self.path)
+        else:
+            embedding = self._fetch(embed_name, (None, d))
+            # Tied files use one matrix for both; fetch it once.
+            output = embedding if head_name == embed_name else self._fetch(head_name, (embedding.shape[0], d))
         return MTPHead(
             hparams=hp,
             block=block,
@@ -147,12 +183,23 @@ class Qwen35Model:
     def _fetch(self, name: str, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
         return fetch_tensor(self.weights, name, shape, self.path)
 
+    def _output_name(self) -> str:
+        return "output.weight" if self.weights.has("output.weight") else "token_embd.weight"
+
     def _output_matrix(self) -> np.ndarray:
-        name = "output.weight" if self.weights.has("output.weight") else "token_embd.weight"
-        return self._fetch(name, (None, self.hparams.embedding_length))
+        return self._fetch(self._output_name(), (None, self.hparams.embedding_length))
 
     def _block_tensors(self, block: int, recurrent: bool) -> dict[str, np.ndarray]:
         return block_tensors(self.weights, self.hparams, block, recurrent, self.path)
+
+
+@dataclasses.dataclass
+class WindowStates:
+    """What ``forward_windows`` keeps of one window of ``T`` tokens."""
+
+    hidden_pre_norm: np.ndarray  # [T, embedding_length]
+    hidden_post_norm: np.ndarray  # [T, embedding_length]
+    top_tokens: np.ndarray  # [T], the trunk's greedy prediction for the next position
 
 
 @dataclasses.dataclass
@@ -165,13 +212,13 @@ class MTPHead:
 
     hparams: Qwen35HParams
     block: int
-    embedding: np.ndarray  # [vocab, d]
+    embedding: np.ndarray | VocabMatrix  # [vocab, d]
     eh_proj: np.ndarray  # [d, 2d]
     enorm: np.ndarray  # [d]
     hnorm: np.ndarray  # [d]
     layer: dict[str, np.ndarray]  # full-attention block tensors, keyed as in block_tensors
     head_norm: np.ndarray  # [d]
-    output: np.ndarray  # [vocab, d]
+    output: np.ndarray | VocabMatrix  # [vocab, d]
     path: str | os.PathLike[str] | None = None
 
     def logits(self, hidden: np.ndarray, next_tokens: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -181,9 +228,12 @@ class MTPHead:
         is causal over the rows, with rotary positions ``0..T-1``. Rotary attention depends only on position
         differences, so adding one offset to every position gives the same result up to rounding.
         """
+        return ops.linear(self.final_hidden(hidden, next_tokens), self.output)  # [T, d] -> [T, vocab]
+
+    def final_hidden(self, hidden: np.ndarray, next_tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Return the head's normed output ``[T, d]``, the input of its vocabulary projection."""
         _, block_out = self.block_states(hidden, next_tokens)
-        normed = ops.rms_norm(block_out, self.head_norm, self.hparams.rms_norm_eps)
-        return ops.linear(normed, self.output)  # [T, d] -> [T, vocab]
+        return ops.rms_norm(block_out, self.head_norm, self.hparams.rms_norm_eps)
 
     def block_states(
         self, hidden: np.ndarray, next_tokens: Sequence[int] | np.ndarray

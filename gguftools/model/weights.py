@@ -48,3 +48,14 @@ class GGUFWeights:
         if name not in self.model.tensors:
             raise ModelError(f"tensor {name!r} not found", self.model.path)
         return self.model.dequantize(name)
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Return rows ``start:stop`` of tensor ``name`` as float32, dequantizing only those rows."""
+        if name not in self.model.tensors:
+            raise ModelError(f"tensor {name!r} not found", self.model.path)
+        return self.model.dequantize(name, (start, stop))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name not in self.model.tensors:
+            raise ModelError(f"tensor {name!r} not found", self.model.path)
+        return self.model.tensors[name].shape
