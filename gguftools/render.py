@@ -68,7 +68,7 @@ def _array_item_text(item: Any, full: bool) -> str:
 
 
 def field_text(field: MetadataField, full: bool = False) -> str:
-    """One greppable line: ``key: [TYPE] value``."""
+    """Return one greppable line: ``key: [TYPE] value``."""
     if isinstance(field.value, ArrayValue):
         value = _array_text(field.value, full)
     else:

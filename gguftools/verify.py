@@ -38,7 +38,7 @@ DEFAULT_ALPHA = 0.01
 # however significant, because engines would not notice it.
 DEFAULT_MIN_DIFFERENCE = 0.005
 # Below this coefficient of variation of output_norm, pre- and post-norm feeds are nearly the same vector
-# after hnorm, so a measured difference says little about training.
+# after hnorm, so a measured difference tells little about training.
 MIN_NORM_SPREAD = 0.02
 MIN_WINDOW = 3
 
@@ -70,7 +70,7 @@ class FeedScore:
 
 @dataclasses.dataclass
 class Verdict:
-    """The measurement and what it says; ``source`` is ``post_norm``, ``pre_norm`` or ``undetermined``."""
+    """The measurement and the verdict drawn from it; ``source`` is ``post_norm``, ``pre_norm`` or ``undetermined``."""
 
     source: str
     strength: str  # "strong", "moderate", "weak" or "none"
@@ -96,7 +96,7 @@ class Verdict:
         return self.file_value == self.source
 
     def evidence_summary(self) -> str:
-        """One line recorded beside the key by ``verify --write``."""
+        """Return the one-line summary that ``verify --write`` records beside the key."""
         post, pre = self.scores["post_norm"], self.scores["pre_norm"]
         return (
             f"gguftools {__version__} verify: post_norm {post.acceptance:.4f} vs pre_norm {pre.acceptance:.4f} "
