@@ -275,7 +275,7 @@ def init_head(head: MtpHead, generator: torch.Generator) -> None:
 
 
 class TrunkRunner:
-    """Runs the trunk and captures the hidden state on both sides of the final norm."""
+    """Trunk wrapper that also returns the hidden state on both sides of the final norm."""
 
     def __init__(self, model):
         self.model = model
@@ -381,7 +381,10 @@ def save_trunk(model, work_dir: Path, settings: dict, stats: dict) -> None:
 
 
 def load_saved_trunk(model, work_dir: Path, settings: dict) -> dict | None:
-    """Load a trunk saved by an earlier run with the same settings; return its training figures or None."""
+    """Load a trunk saved by an earlier run with the same settings and return its training figures.
+
+    Returns None when no trunk was saved or its settings differ.
+    """
     from safetensors.torch import load_file
 
     weights_path, record_path = work_dir / "trunk.safetensors", work_dir / "trunk.json"
@@ -826,7 +829,7 @@ def main() -> None:
     torch.manual_seed(SEED)
     model = Qwen3_5ForCausalLM(config)
     norm_generator = torch.Generator().manual_seed(SEED + 1)
-    set_output_norm_scale(model, norm_generator)
+    output_norm_scale = set_output_norm_scale(model, norm_generator)
     trunk_settings = {"trunk_steps": args.trunk_steps, "seed": SEED, "output_norm_sigma": OUTPUT_NORM_SIGMA,
                       "tokenizer_sha256": sha256_text(tokenizer.to_str()), "text_config": TEXT_CONFIG,
                       "batch_size": TRUNK_BATCH, "peak_lr": TRUNK_LR}
@@ -949,7 +952,7 @@ def main() -> None:
                         "(token_embd.weight)",
             "output_norm": {
                 "distribution": f"log-normal, sigma {OUTPUT_NORM_SIGMA}, log mean removed, frozen in training",
-                "effective_scale": spread_stats(1.0 + model.model.norm.weight.detach()),
+                "effective_scale": spread_stats(output_norm_scale),
                 "gguf_tensor": "output_norm.weight stores the effective scale (transformers weight + 1)",
             },
         },
