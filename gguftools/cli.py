@@ -13,11 +13,19 @@ import click
 from gguftools import __version__
 from gguftools.container import ValueType, open_gguf
 from gguftools.container.writer import NewValue
-from gguftools.edit import EditResult, remove_stale_temps, set_metadata, temp_pattern
+from gguftools.edit import EditResult, check_can_edit, remove_stale_temps, set_metadata, temp_pattern
 from gguftools.errors import GGUFToolsError
 from gguftools.mtp import NEXTN_HIDDEN_SOURCE, Layout, describe_mtp
 from gguftools.render import inspect_json, inspect_text, printable, verify_json, verify_text
-from gguftools.verify import DEFAULT_ALPHA, DEFAULT_MAX_WINDOW, DEFAULT_TOKENS, demo_model_path, run_verify, sample_text
+from gguftools.verify import (
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_WINDOW,
+    DEFAULT_TOKENS,
+    TextSource,
+    demo_model_path,
+    run_verify,
+    sample_text,
+)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -134,8 +142,8 @@ def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: b
 
 
 @cli.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False), help="Score on this UTF-8 text file instead of the built-in sample.")
+@click.argument("file", required=False)
+@click.option("--text", "text_file", help="Score on this UTF-8 text file instead of the built-in sample.")
 @click.option("--tokens", "max_tokens", type=click.IntRange(min=4), default=DEFAULT_TOKENS, show_default=True, help="Score at most this many tokens of the text.")
 @click.option("--window", "max_window", type=click.IntRange(min=4), default=DEFAULT_MAX_WINDOW, show_default=True, help="Longest window in tokens; the model's context_length caps it too.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA, show_default=True, help="Significance level the paired test must reach for a verdict.")
@@ -149,20 +157,18 @@ def verify(
 
     Runs the target model and its MTP head in numpy over real text, scores depth-1 draft acceptance for both
     feeds on the same positions, and prints a verdict with the strength of the evidence. Without FILE it
-    runs on the demo model shipped in the package. Exit code 0 whatever the verdict; 1 or 2 on errors.
+    runs on the demo model shipped in the package. Exit code 0 whatever the verdict, except that --write
+    exits with 1 when the verdict is undetermined and nothing was written; 1 or 2 on errors.
 
     Example: gguftools verify model.gguf --text README.md --tokens 2048
     """
+    if write and file is None:
+        raise UserError("--write needs FILE: the demo model shipped in the package is not edited", 2)
     path = file if file is not None else demo_model_path()
     if text_file is None:
-        text, text_name = sample_text(), "built-in sample (Python source)"
+        text = TextSource("built-in sample (Python source)", text=sample_text())
     else:
-        try:
-            with open(text_file, encoding="utf-8") as handle:
-                text = handle.read()
-        except UnicodeDecodeError as error:
-            raise UserError(f"{text_file}: not UTF-8 text (byte offset {error.start})") from None
-        text_name = text_file
+        text = TextSource(text_file, path=text_file)
 
     def progress(stage: str, done: int, total: int) -> None:
         if not quiet:
@@ -170,22 +176,30 @@ def verify(
 
     try:
         with open_gguf(path) as model:
-            verdict = run_verify(model, text, max_tokens=max_tokens, max_window=max_window, alpha=alpha, progress=progress)
             target = model.files[0].path
-        if json_:
-            click.echo(json.dumps(verify_json(verdict, path), indent=2))
-        else:
-            click.echo(verify_text(verdict, path, text_name))
-        if write:
-            if verdict.source == "undetermined":
-                raise UserError(f"{path}: the verdict is undetermined, so nothing was written")
+            if write:
+                check_can_edit(target)  # before the measurement, which can take long on a real model
+            verdict = run_verify(model, text, max_tokens=max_tokens, max_window=max_window, alpha=alpha, progress=progress)
+
+        result = None
+        if write and verdict.source != "undetermined":
             changes = {
                 verdict.file_key: NewValue(ValueType.STRING, verdict.source),
                 verdict.file_key + "_evidence": NewValue(ValueType.STRING, verdict.evidence_summary()),
             }
             result = set_metadata(target, changes)
             echo_edit_notes(result)
+
+        if json_:
+            report = verify_json(verdict, path)
+            report["written"] = result is not None
+            click.echo(json.dumps(report, indent=2))
+        else:
+            click.echo(verify_text(verdict, path, text.name))
+        if result is not None:
             click.echo(f"wrote {verdict.file_key} = {verdict.source} to {printable(result.path)}", err=json_)
+        elif write:
+            raise UserError(f"{path}: the verdict is undetermined, so nothing was written")
     except GGUFToolsError as error:
         raise fail(error) from None
 

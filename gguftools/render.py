@@ -266,8 +266,8 @@ def verify_text(verdict: Verdict, path: str, text_name: str) -> str:
     low, high = verdict.ci95
     lines = [
         f"file: {printable(path)}",
-        f"text: {printable(text_name)}, {verdict.tokens} tokens in {verdict.windows} windows of up to "
-        f"{verdict.window_length}",
+        f"text: {printable(text_name)}, {verdict.tokens} tokens in {verdict.windows} "
+        f"window{'s' if verdict.windows != 1 else ''} of up to {verdict.window_length}",
         f"output_norm weights: mean {spread.mean:.3f}, std {spread.std:.3f}, min {spread.min:.3f}, "
         f"max {spread.max:.3f}, coefficient of variation {spread.coefficient_of_variation:.3f}",
         "",

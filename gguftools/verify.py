@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from gguftools import __version__
 from gguftools.container import GGUFModel
-from gguftools.errors import ModelError, UnsupportedError
+from gguftools.errors import GGUFToolsError, ModelError, UnsupportedError
 from gguftools.model.qwen35 import Qwen35Model
 from gguftools.model.weights import GGUFWeights
 from gguftools.mtp import Layout, describe_mtp
@@ -41,6 +43,8 @@ DEFAULT_MIN_DIFFERENCE = 0.005
 # after hnorm, so a measured difference tells little about training.
 MIN_NORM_SPREAD = 0.02
 MIN_WINDOW = 3
+TEXT_CHUNK = 1024 * 1024  # bytes of a --text file read in the first round
+TOKEN_MARGIN = 64  # tokens dropped from the end of a partly read text, which the rest could change
 
 
 @dataclasses.dataclass
@@ -161,9 +165,59 @@ def check_verifiable(model: GGUFModel) -> int:
     return info.blocks[0].index
 
 
+@dataclasses.dataclass
+class TextSource:
+    """The text to score: a string, or a UTF-8 file read only as far as the token budget needs."""
+
+    name: str
+    text: str | None = None
+    path: str | None = None
+
+    def tokens(self, tokenizer: Tokenizer, max_tokens: int) -> np.ndarray:
+        if self.text is not None:
+            ids = tokenizer.encode(self.text, add_special_tokens=False).ids
+            return np.asarray(ids[:max_tokens], dtype=np.int64)
+        assert self.path is not None
+        return _tokenize_file_prefix(self.path, tokenizer, max_tokens)
+
+
+def _tokenize_file_prefix(path: str, tokenizer: Tokenizer, max_tokens: int) -> np.ndarray:
+    """Tokenize the start of a UTF-8 file, reading more only while the text gives too few tokens.
+
+    A prefix is read with twice the bytes each round, so a huge file costs about the bytes that
+    ``max_tokens`` tokens need. The prefix is tokenized whole, and only tokens well before its end are
+    kept (the last ones could merge with text not read yet), unless the file ended.
+    """
+    if not os.path.isfile(path):
+        raise GGUFToolsError("is not a regular file; --text needs a UTF-8 text file", path)
+    size = max(TEXT_CHUNK, max_tokens * 8)
+    with open(path, "rb") as handle:
+        while True:
+            handle.seek(0)
+            raw = handle.read(size)
+            at_end = len(raw) < size
+            text = _decode_prefix(raw, at_end, path)
+            ids = tokenizer.encode(text, add_special_tokens=False).ids
+            if at_end:
+                return np.asarray(ids[:max_tokens], dtype=np.int64)
+            if len(ids) > max_tokens + TOKEN_MARGIN:
+                return np.asarray(ids[:max_tokens], dtype=np.int64)
+            size *= 2
+
+
+def _decode_prefix(raw: bytes, at_end: bool, path: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A character cut by the read boundary is not an error: drop its first bytes.
+        if not at_end and error.start >= len(raw) - 3 and error.reason == "unexpected end of data":
+            return raw[: error.start].decode("utf-8")
+        raise GGUFToolsError(f"not UTF-8 text (byte offset {error.start})", path) from None
+
+
 def run_verify(
     model: GGUFModel,
-    text: str,
+    text: TextSource | str,
     max_tokens: int = DEFAULT_TOKENS,
     max_window: int = DEFAULT_MAX_WINDOW,
     alpha: float = DEFAULT_ALPHA,
@@ -173,31 +227,32 @@ def run_verify(
     """Score both feeds of ``model``'s MTP head on ``text`` and return the verdict."""
     block = check_verifiable(model)
     arch = model.architecture
+    source = text if isinstance(text, TextSource) else TextSource("text", text=text)
     net = Qwen35Model(GGUFWeights(model), path=model.path)
-    hparams = net.hparams
+    context = net.hparams.context_length or max_window
+    window_length = min(context, max_window)
+    if window_length < MIN_WINDOW:
+        raise ModelError(
+            f"{arch}.context_length is {context}, too short to score (windows need at least {MIN_WINDOW} tokens)",
+            model.path,
+        )
 
-    tokenizer = load_tokenizer(model)
-    tokens = np.asarray(tokenizer.encode(text, add_special_tokens=False).ids[:max_tokens], dtype=np.int64)
-    context = hparams.context_length or max_window
-    window_length = max(MIN_WINDOW, min(context, max_window))
+    tokens = source.tokens(load_tokenizer(model), max_tokens)
     windows = windows_of(tokens, window_length)
     if not windows:
-        raise ModelError(f"the text gives {len(tokens)} tokens, too few to score (at least {MIN_WINDOW} needed)", model.path)
+        raise GGUFToolsError(
+            f"the text gives {len(tokens)} tokens, too few to score (at least {MIN_WINDOW} needed)", source.name
+        )
+    norm = model.dequantize("output_norm.weight")
+    if not np.isfinite(norm).all():
+        raise ModelError("output_norm.weight contains NaN or infinite values", model.path)
 
-    trunk = net.forward_windows(windows)
-    if progress is not None:
-        progress("trunk", 1, 2)
-    head = net.load_mtp_head(block, lazy_vocab=True)
-    # One pass over the output matrix for every window and both feeds: rows are stacked feed by feed.
-    head_hidden = [
-        head.final_hidden(getattr(states, f"hidden_{feed}")[:-1], window[1:])  # h_t and x_{t+1}, t = 0 .. L-2
-        for feed in FEEDS
-        for window, states in zip(windows, trunk)
-    ]
-    drafts = np.split(head.output.top_tokens(np.concatenate(head_hidden)), np.cumsum([len(h) for h in head_hidden])[:-1])
-    if progress is not None:
-        progress("head", 2, 2)
-    del head, head_hidden
+    # Damaged weights surface as numpy errors or as NaN; both are reported as a problem of the file.
+    try:
+        with np.errstate(all="ignore"):
+            trunk, drafts = _score_windows(net, block, windows, progress)
+    except (ValueError, np.linalg.LinAlgError) as error:
+        raise ModelError(f"the forward pass failed ({error}); check the file with gguftools validate", model.path) from None
 
     accepted = {feed: [] for feed in FEEDS}
     control = []
@@ -215,7 +270,7 @@ def run_verify(
     difference, low, high = paired_difference_ci(outcomes["post_norm"], outcomes["pre_norm"])
     p_value = mcnemar_p_value(post_only, pre_only)
     control_acceptance = float(np.concatenate(control).mean()) if control else float("nan")
-    spread = norm_spread(model.dequantize("output_norm.weight"))
+    spread = norm_spread(norm)
 
     source, strength, reason = decide(scores, difference, p_value, control_acceptance, spread, alpha, min_difference)
     key = f"{arch}.nextn_hidden_source"
@@ -231,12 +286,42 @@ def run_verify(
         p_value=p_value,
         control_acceptance=control_acceptance,
         norm_spread=spread,
-        tokens=len(tokens),
+        tokens=sum(len(window) for window in windows),
         windows=len(windows),
         window_length=window_length,
         file_key=key,
         file_value=model.get(key),
     )
+
+
+def _score_windows(
+    net: Qwen35Model, block: int, windows: list[np.ndarray], progress: Callable[[str, int, int], None] | None
+) -> tuple[list, list[np.ndarray]]:
+    """Run the trunk over ``windows`` and the head with both feeds; return the trunk states and the drafts.
+
+    Drafts come feed by feed, window by window: ``drafts[f * len(windows) + w]`` for feed ``FEEDS[f]``.
+    """
+    trunk = net.forward_windows(windows)
+    for states in trunk:
+        if not (np.isfinite(states.hidden_pre_norm).all() and np.isfinite(states.hidden_post_norm).all()):
+            raise ModelError("the trunk's hidden states contain NaN or infinite values; check the weights", net.path)
+    if progress is not None:
+        progress("trunk", 1, 2)
+
+    head = net.load_mtp_head(block, lazy_vocab=True)
+    # One pass over the output matrix for every window and both feeds: rows are stacked feed by feed.
+    head_hidden = [
+        head.final_hidden(getattr(states, f"hidden_{feed}")[:-1], window[1:])  # h_t and x_{t+1}, t = 0 .. L-2
+        for feed in FEEDS
+        for window, states in zip(windows, trunk)
+    ]
+    rows = np.concatenate(head_hidden)
+    if not np.isfinite(rows).all():
+        raise ModelError("the MTP head's outputs contain NaN or infinite values; check its weights", net.path)
+    drafts = np.split(head.output.top_tokens(rows), np.cumsum([len(h) for h in head_hidden])[:-1])
+    if progress is not None:
+        progress("head", 2, 2)
+    return trunk, drafts
 
 
 def decide(

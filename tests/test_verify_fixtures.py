@@ -9,6 +9,7 @@ positions whose top two tokens nearly tie can flip: the tolerance is half a poin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,69 @@ def test_verify_rejects_short_text(tmp_path):
     result = CliRunner().invoke(cli, ["verify", "--quiet", "--text", str(text)])
     assert result.exit_code == 1
     assert "too few to score" in result.output
+
+
+def test_verify_write_needs_file():
+    result = CliRunner().invoke(cli, ["verify", "--quiet", "--write"])
+    assert result.exit_code == 2
+    assert "--write needs FILE" in result.output
+
+
+def test_verify_write_checks_file_before_scoring(tmp_path):
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(FIXTURES / "qwen35-mtp-pre.f32.gguf", path)
+    path.chmod(0o444)
+    result = CliRunner().invoke(cli, ["verify", "--write", str(path)])
+    assert result.exit_code == 1
+    assert "read-only" in result.output
+    assert "scored" not in result.output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_verify_text_must_be_regular_file(tmp_path, kind):
+    text = tmp_path / "text"
+    if kind == "fifo":
+        os.mkfifo(text)
+    else:
+        text.mkdir()
+    result = CliRunner().invoke(cli, ["verify", "--quiet", "--text", str(text)])
+    assert result.exit_code == 1
+    assert "is not a regular file" in result.output
+
+
+def test_long_text_is_read_only_as_far_as_needed(tmp_path, monkeypatch):
+    import gguftools.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "TEXT_CHUNK", 4096)
+    sample = sample_text()
+    path = tmp_path / "long.txt"
+    path.write_text(sample * 20, encoding="utf-8")
+    with open_gguf(Path(demo_model_path())) as model:
+        tokenizer = load_tokenizer(model)
+    expected = tokenizer.encode(sample, add_special_tokens=False).ids[:1000]
+    reads = []
+    real_open = open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if str(file) == str(path):
+            real_read = handle.read
+            handle.read = lambda size=-1: reads.append(size) or real_read(size)
+        return handle
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    tokens = verify_module.TextSource("long", path=str(path)).tokens(tokenizer, 1000)
+    assert tokens.tolist() == expected
+    assert max(reads) < path.stat().st_size
+
+
+def test_text_cut_inside_character_is_not_an_error(tmp_path, monkeypatch):
+    import gguftools.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "TEXT_CHUNK", 4096)
+    path = tmp_path / "accents.txt"
+    path.write_text("é" * 50_000, encoding="utf-8")  # two bytes each: every even cut splits nothing, odd ones do
+    with open_gguf(Path(demo_model_path())) as model:
+        tokenizer = load_tokenizer(model)
+    tokens = verify_module.TextSource("accents", path=str(path)).tokens(tokenizer, 100)
+    assert len(tokens) == 100
