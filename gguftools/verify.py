@@ -351,7 +351,7 @@ def decide(
         )
     winner = "post_norm" if difference > 0 else "pre_norm"
     if p_value >= alpha:
-        return "undetermined", "weak", f"the difference is not significant (p = {p_value:.2g} >= {alpha})"
+        return "undetermined", "weak", f"the difference is not significant (p = {p_value:.3g}, not below {alpha})"
     if abs(difference) < min_difference:
         return (
             "undetermined",
