@@ -309,6 +309,8 @@ def _score_windows(
         progress("trunk", 1, 2)
 
     head = net.load_mtp_head(block, lazy_vocab=True)
+    # Every window and feed looks up next-token embeddings: gather them all in one pass over the matrix.
+    head.embedding.prefetch(np.concatenate([window[1:] for window in windows]))
     # One pass over the output matrix for every window and both feeds: rows are stacked feed by feed.
     head_hidden = [
         head.final_hidden(getattr(states, f"hidden_{feed}")[:-1], window[1:])  # h_t and x_{t+1}, t = 0 .. L-2

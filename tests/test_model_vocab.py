@@ -69,3 +69,18 @@ def test_lazy_head_matches_loaded_head(weights, small_slices):
 def test_wrong_width_is_model_error(weights):
     with pytest.raises(Exception, match="expected \\[any, 64\\]"):
         VocabMatrix(weights, "token_embd.weight", 64)
+
+
+def test_prefetch_serves_later_lookups(weights, small_slices, monkeypatch):
+    matrix = VocabMatrix(weights, "token_embd.weight", 128)
+    full = weights.tensor("token_embd.weight")
+    matrix.prefetch(np.array([5, 900, 5, 1400]))
+    monkeypatch.setattr(matrix, "slices", lambda: pytest.fail("read the file again"))
+    np.testing.assert_array_equal(matrix[np.array([900, 5, 1400, 900])], full[[900, 5, 1400, 900]])
+
+
+def test_lookup_outside_prefetch_reads_file(weights, small_slices):
+    matrix = VocabMatrix(weights, "token_embd.weight", 128)
+    matrix.prefetch(np.array([5]))
+    full = weights.tensor("token_embd.weight")
+    np.testing.assert_array_equal(matrix[np.array([5, 6])], full[[5, 6]])

@@ -35,6 +35,14 @@ class VocabMatrix:
             raise ModelError(f"tensor {name!r} has shape {list(shape)}, expected [any, {width}]", path)
         self.shape = shape
         self.chunk_rows = max(1, CHUNK_BYTES // (4 * width))
+        self._cached_ids = np.empty(0, dtype=np.int64)
+        self._cached_rows = np.empty((0, width), dtype=np.float32)
+
+    def prefetch(self, token_ids: np.ndarray) -> None:
+        """Gather the rows of ``token_ids`` in one pass and keep them, so later lookups of them read nothing."""
+        unique = np.unique(np.asarray(token_ids, dtype=np.int64))
+        self._cached_rows = self._gather(unique)
+        self._cached_ids = unique
 
     def slices(self):
         """Yield (start, rows) for consecutive row slices covering the whole matrix."""
@@ -47,6 +55,11 @@ class VocabMatrix:
 
     def __getitem__(self, token_ids: np.ndarray) -> np.ndarray:
         token_ids = np.asarray(token_ids, dtype=np.int64)
+        if len(self._cached_ids) and np.isin(token_ids, self._cached_ids).all():
+            return self._cached_rows[np.searchsorted(self._cached_ids, token_ids)]
+        return self._gather(token_ids)
+
+    def _gather(self, token_ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(token_ids), self.shape[1]), dtype=np.float32)
         for start, rows in self.slices():
             selected = (token_ids >= start) & (token_ids < start + len(rows))
