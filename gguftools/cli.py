@@ -13,7 +13,7 @@ import click
 from gguftools import __version__
 from gguftools.container import ValueType, open_gguf
 from gguftools.container.writer import NewValue
-from gguftools.edit import EditResult, check_can_edit, remove_stale_temps, set_metadata, temp_pattern
+from gguftools.edit import EditResult, check_can_edit, check_edit, remove_stale_temps, set_metadata, temp_pattern
 from gguftools.errors import GGUFToolsError
 from gguftools.mtp import NEXTN_HIDDEN_SOURCE, Layout, describe_mtp
 from gguftools.render import inspect_json, inspect_text, printable, verify_json, verify_text
@@ -52,7 +52,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--full", is_flag=True, help="Print every element of long arrays and strings.")
 @click.option("--tensors", "list_tensors", is_flag=True, help="List every tensor, not only a summary per type.")
 @click.option("--json", "json_", is_flag=True, help="Print one JSON object instead of text.")
@@ -89,14 +89,16 @@ def echo_edit_notes(result: EditResult) -> None:
 
 
 @cli.command("set-mtp-source")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--post-norm", "source", flag_value="post_norm", help="The head was trained on the hidden state after the final norm.")
-@click.option("--pre-norm", "source", flag_value="pre_norm", help="The head was trained on the hidden state before the final norm.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of replacing FILE.")
+@click.argument("file", type=click.Path())
+@click.option("--post-norm", is_flag=True, help="The head was trained on the hidden state after the final norm.")
+@click.option("--pre-norm", is_flag=True, help="The head was trained on the hidden state before the final norm.")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file instead of replacing FILE.")
 @click.option("--dry-run", is_flag=True, help="Show the change without writing anything.")
 @click.option("--force", is_flag=True, help="Write even when the file has no MTP tensors, and replace an existing --output.")
 @click.option("--keep-mtime", is_flag=True, help="Give the new file the modification time of the file it replaces.")
-def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: bool, force: bool, keep_mtime: bool) -> None:
+def set_mtp_source(
+    file: str, post_norm: bool, pre_norm: bool, output: str | None, dry_run: bool, force: bool, keep_mtime: bool
+) -> None:
     """Write the key {arch}.nextn_hidden_source (post_norm or pre_norm).
 
     Every other key, every tensor info and every tensor byte stays the same. The file is replaced only once
@@ -104,8 +106,11 @@ def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: b
 
     Example: gguftools set-mtp-source --post-norm model.gguf
     """
-    if source is None:
+    if post_norm and pre_norm:
+        raise UserError("choose one of --post-norm and --pre-norm", 2)
+    if not (post_norm or pre_norm):
         raise UserError("choose --post-norm or --pre-norm", 2)
+    source = "post_norm" if post_norm else "pre_norm"
     try:
         with open_gguf(file) as model:
             arch = model.architecture
@@ -123,7 +128,10 @@ def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: b
                 f"pass --force to write it anyway"
             )
         old_text = printable(old) if old is not None else "(not set)"
+        changes = {key: NewValue(ValueType.STRING, source)}
         if dry_run:
+            if old != source or output is not None:  # otherwise the real run has nothing to write
+                check_edit(target, changes, output=output, overwrite_output=force)
             for stale in glob.glob(temp_pattern(os.path.realpath(output or target))):
                 click.echo(f"note: a temporary file left by an interrupted edit exists: {printable(stale)}", err=True)
             click.echo(f"{key}: {old_text} -> {source}")
@@ -133,7 +141,6 @@ def set_mtp_source(file: str, source: str | None, output: str | None, dry_run: b
                 click.echo(f"removed a temporary file left by an interrupted edit: {printable(stale)}", err=True)
             click.echo(f"{key}: already {source}; nothing to do")
             return
-        changes = {key: NewValue(ValueType.STRING, source)}
         result = set_metadata(target, changes, output=output, overwrite_output=force, keep_mtime=keep_mtime)
         echo_edit_notes(result)
         click.echo(f"{key}: {old_text} -> {source} ({printable(result.path)})")
@@ -205,7 +212,7 @@ def verify(
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--schema", "schema_dir", type=click.Path(file_okay=False), help="Read {arch}.json from this folder instead of the schemas shipped with gguftools.")
 @click.option("--json", "json_", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--strict", is_flag=True, help="Exit with 1 on warnings too, not only on errors.")

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from gguftools.container.reader import GGUFFile
-from gguftools.container.writer import COPY_CHUNK, NewValue, copy_range, new_header, read_exact
+from gguftools.container.writer import COPY_CHUNK, NewValue, check_editable, copy_range, new_header, read_exact
 from gguftools.errors import EditError, GGUFToolsError
 
 TEMP_MARKER = ".gguftools-"
@@ -479,6 +479,22 @@ def set_metadata(
                 os.unlink(temp_path)
         if target_lock is not None:
             os.close(target_lock)
+
+
+def check_edit(
+    path: str, changes: dict[str, NewValue | None], output: str | None = None, overwrite_output: bool = False
+) -> None:
+    """Raise EditError if ``set_metadata`` with the same arguments would reject the edit; write nothing.
+
+    Runs the checks of the source and target paths and the writer's ``check_editable``. It does not take the
+    lock, so an edit running in another process is noticed only by the real edit.
+    """
+    plan = _plan(path, output, overwrite_output)
+    source = GGUFFile(plan.source)
+    try:
+        check_editable(source, changes)
+    finally:
+        source.close()
 
 
 @contextlib.contextmanager

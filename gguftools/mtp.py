@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+from typing import Any
 
-from gguftools.container import GGUFModel
+from gguftools.container import GGUFModel, ValueType
 
 NEXTN_PREDICT_LAYERS = "{arch}.nextn_predict_layers"
 NEXTN_HIDDEN_SOURCE = "{arch}.nextn_hidden_source"
@@ -38,6 +39,8 @@ class Layout(str, enum.Enum):
     STALE_KEY = "stale-key"
     MTP_ONLY = "mtp-only"
     PARTIAL = "partial"
+    # The file is cut short inside its tensor infos, so the tensors after the cut are unknown.
+    UNKNOWN = "unknown"
 
 
 @dataclasses.dataclass
@@ -61,7 +64,7 @@ class MTPInfo:
     expected_blocks: list[int]  # the last nextn_predict_layers blocks, from the keys
     blocks: list[MTPBlock]  # blocks that hold nextn tensors, from the tensors
     layout: Layout
-    hidden_source: str | bytes | None
+    hidden_source: Any  # str, bytes for invalid UTF-8, or any other value when the key has the wrong type
     hidden_source_key: str | None
     problems: list[str]
 
@@ -91,7 +94,10 @@ def describe_mtp(model: GGUFModel) -> MTPInfo:
         nextn_layers = _int_key(model, NEXTN_PREDICT_LAYERS.format(arch=arch), problems)
         hidden_source_key = NEXTN_HIDDEN_SOURCE.format(arch=arch)
         hidden_source = model.get(hidden_source_key)
-        if hidden_source is not None and hidden_source not in HIDDEN_SOURCES:
+        field = model.metadata.get(hidden_source_key)
+        if field is not None and field.value_type != ValueType.STRING:
+            problems.append(f"{hidden_source_key} has type {field.type_label()}, expected STRING")
+        elif hidden_source is not None and hidden_source not in HIDDEN_SOURCES:
             problems.append(
                 f"{hidden_source_key} is {hidden_source!r}, expected one of {', '.join(HIDDEN_SOURCES)}"
             )
@@ -133,10 +139,13 @@ def describe_mtp(model: GGUFModel) -> MTPInfo:
             )
         )
 
+    # In a file cut short inside its tensor infos, a tensor missing from the list may lie after the cut, so
+    # only the tensors that are present count as evidence.
+    infos_complete = model.tensor_infos_complete
     for block in blocks:
-        if block.missing_required:
+        if block.missing_required and infos_complete:
             problems.append(f"MTP block {block.index} lacks nextn.{', nextn.'.join(block.missing_required)}")
-        if block.layer_tensors == 0:
+        if block.layer_tensors == 0 and infos_complete:
             problems.append(f"MTP block {block.index} has no decoder layer tensors (blk.{block.index}.attn_*, ffn_*)")
         if expected_blocks and block.index not in expected_blocks:
             problems.append(
@@ -145,7 +154,7 @@ def describe_mtp(model: GGUFModel) -> MTPInfo:
             )
     found_indices = {block.index for block in blocks}
     for index in expected_blocks:
-        if blocks and index not in found_indices:
+        if blocks and index not in found_indices and infos_complete:
             problems.append(f"MTP block {index} is announced by the keys but holds no nextn tensors")
     if blocks and not nextn_layers and arch is not None:
         problems.append(
@@ -154,6 +163,8 @@ def describe_mtp(model: GGUFModel) -> MTPInfo:
         )
 
     layout = _layout(model, blocks, nextn_layers, expected_blocks)
+    if layout is Layout.UNKNOWN:
+        problems.append("the tensor infos are truncated, so the MTP layout cannot be determined")
     if layout is Layout.STALE_KEY:
         problems.append(
             f"nextn_predict_layers is {nextn_layers} but no blk.N.nextn.* tensors exist "
@@ -173,6 +184,8 @@ def describe_mtp(model: GGUFModel) -> MTPInfo:
 
 
 def _layout(model: GGUFModel, blocks: list[MTPBlock], nextn_layers: int | None, expected: list[int]) -> Layout:
+    if not model.tensor_infos_complete:
+        return Layout.UNKNOWN
     if not blocks:
         return Layout.STALE_KEY if nextn_layers else Layout.TRUNK_ONLY
     if "blk.0.attn_norm.weight" not in model.tensors:

@@ -16,8 +16,11 @@ ARRAY_PREVIEW = 8
 STRING_PREVIEW = 200
 
 
-def printable(value: str | bytes) -> str:
-    """Escape control characters (and undecodable bytes) so that text is safe to print on one line."""
+def printable(value: Any) -> str:
+    """Escape control characters (and undecodable bytes) so that text is safe to print on one line.
+
+    Values of other types (from a key of the wrong type) are accepted too, see ``json_safe``.
+    """
     text = json_safe(value)
     out = []
     for char in text:
@@ -29,14 +32,19 @@ def printable(value: str | bytes) -> str:
     return "".join(out)
 
 
-def json_safe(value: str | bytes) -> str:
+def json_safe(value: Any) -> str:
     """Return text that encodes as UTF-8: each byte that is not valid UTF-8 becomes ``\\xNN``.
 
     Keys and tensor names that are not valid UTF-8 reach here as ``str`` with surrogate escapes (the reader
-    decodes them with ``surrogateescape``), string values as ``bytes``.
+    decodes them with ``surrogateescape``), string values as ``bytes``. An array becomes a short preview and
+    any other value ``str(value)``.
     """
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, ArrayValue):
+        return _array_text(value, full=False)
+    if not isinstance(value, str):
+        value = str(value)
     try:
         return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
     except UnicodeEncodeError:  # a surrogate that surrogateescape did not produce
@@ -80,6 +88,13 @@ def _json_scalar(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"bytes_hex": value.hex()}
     return value
+
+
+def _json_value(value: Any) -> Any:
+    """Return a scalar or an array value (from a key that may have the wrong type) in JSON form."""
+    if isinstance(value, ArrayValue):
+        return _json_array(value, full=False)
+    return _json_scalar(value)
 
 
 def _json_array(array: ArrayValue, full: bool) -> Any:
@@ -131,7 +146,7 @@ def mtp_json(info: MTPInfo, model: GGUFModel) -> dict[str, Any]:
         ],
         "layout": info.layout.value,
         "hidden_source_key": info.hidden_source_key,
-        "hidden_source": _json_scalar(info.hidden_source),
+        "hidden_source": _json_value(info.hidden_source),
         "problems": info.problems,
     }
 
@@ -253,7 +268,7 @@ def verify_json(verdict: Verdict, path: str) -> dict[str, Any]:
         "windows": verdict.windows,
         "window_length": verdict.window_length,
         "file_key": verdict.file_key,
-        "file_value": _json_scalar(verdict.file_value),
+        "file_value": _json_value(verdict.file_value),
         "agrees_with_file": verdict.agrees_with_file,
     }
 

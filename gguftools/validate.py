@@ -29,6 +29,7 @@ from gguftools.mtp import (
     describe_mtp,
 )
 from gguftools.schema import Schema, available_architectures, check_document, load_schema, model_document
+from gguftools.tokenize import TokenizerDataError, read_bpe_vocabulary
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 LEVELS = (ERROR, WARNING, INFO)
@@ -82,6 +83,10 @@ RULES: dict[str, tuple[str, str]] = {
     # tokenizer
     "tokenizer-pre-missing": (WARNING, "a BPE vocabulary without tokenizer.ggml.pre"),
     "tokenizer-pre-unknown": (WARNING, "a tokenizer.ggml.pre value llama.cpp does not know"),
+    "tokenizer-data": (
+        ERROR,
+        "BPE tokens or merges of the wrong type, not valid UTF-8, or a merge without a space or of unknown tokens",
+    ),
 }
 
 # Pre-tokenizer names that llama.cpp accepts for BPE vocabularies (src/llama-vocab.cpp, llama_vocab::impl::load,
@@ -188,6 +193,8 @@ def validate_model(model: GGUFModel, schema_dir: str | os.PathLike[str] | None =
             )
         else:
             for violation in check_document(schema, model_document(model, info)):
+                if violation.rule == "mtp-partial" and info.layout is Layout.UNKNOWN:
+                    continue  # because the tensor may lie after the cut, which gguf-truncated reports
                 found.add(violation.rule, violation.message)
 
     if arch is not None:
@@ -241,7 +248,7 @@ def _check_mtp_blocks(model: GGUFModel, info: MTPInfo, arch: str, schema: Schema
                         f"{key} {nextn} the MTP blocks are {_join(info.expected_blocks)}",
                     )
             present = set(info.block_indices)
-            if info.blocks:
+            if info.blocks and info.layout is not Layout.UNKNOWN:
                 for index in info.expected_blocks:
                     if index not in present:
                         found.add(
@@ -261,8 +268,9 @@ def _check_mtp_blocks(model: GGUFModel, info: MTPInfo, arch: str, schema: Schema
             )
 
     # Without a schema, the required tensors come from llama.cpp's loaders (the same three nextn tensors in
-    # every MTP family). With one, the schema reports them, so they are not reported twice.
-    if schema is None:
+    # every MTP family). With one, the schema reports them, so they are not reported twice. In a file cut short
+    # inside its tensor infos, the missing tensors may lie after the cut, which gguf-truncated reports.
+    if schema is None and info.layout is not Layout.UNKNOWN:
         for block in info.blocks:
             if block.layer_tensors == 0:
                 found.add(
@@ -429,7 +437,7 @@ def _check_hidden_source(
             found.add("key-value", f"key {key} is {value!r}, expected one of {', '.join(HIDDEN_SOURCES)}")
         return
 
-    if not info.blocks:
+    if not info.blocks and info.layout is not Layout.UNKNOWN:
         found.add("hidden-source-without-mtp", f"key {key} is {value}, but the file has no MTP tensors")
     if expected is not None and value != expected:
         evidence_part = (
@@ -527,6 +535,23 @@ def _check_tokenizer(model: GGUFModel, found: _Collector) -> None:
             f"key tokenizer.ggml.pre is {pre!r}, which the llama.cpp vendored by llama-cpp-python 0.3.36 does "
             f"not know and would refuse (newer llama.cpp releases may know it)",
         )
+    _check_vocabulary(model, found)
+
+
+def _check_vocabulary(model: GGUFModel, found: _Collector) -> None:
+    """Report the first element of tokenizer.ggml.tokens or tokenizer.ggml.merges that breaks the vocabulary."""
+    if model.get("tokenizer.ggml.tokens") is None or model.get("tokenizer.ggml.merges") is None:
+        return  # the schema reports a missing key, and this rule checks only the content
+    try:
+        read_bpe_vocabulary(model)
+    except TokenizerDataError as error:
+        # A schema that types the key has already reported the wrong type as key-type.
+        reported = any(
+            finding.rule == "key-type" and finding.message.startswith(f"key {error.key} ")
+            for finding in found.findings
+        )
+        if not (error.wrong_type and reported):
+            found.add("tokenizer-data", f"key {error.message}")
 
 
 def _join(indices: Iterable[int]) -> str:

@@ -132,8 +132,8 @@ def test_output_missing_folder(model: dict, tmp_path: Path, workdir: Path) -> No
 def test_output_is_folder(model: dict, tmp_path: Path, workdir: Path) -> None:
     path = copy_model(model["path"], tmp_path / "model.gguf")
     result = run_cli([*SET_POST, str(path), "-o", str(tmp_path)], workdir)
-    assert result.code == 2
-    assert "is a directory" in result.stderr
+    assert result.code == 1
+    assert result.stderr == f"error: {tmp_path}: the output is a folder; name a file\n"
     assert sha256(path) == model["old"]
 
 

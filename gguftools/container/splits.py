@@ -73,6 +73,11 @@ class GGUFModel:
         return self.files[0].architecture
 
     @property
+    def tensor_infos_complete(self) -> bool:
+        """False when a shard is cut short inside its tensor infos, so ``tensors`` lacks the ones after the cut."""
+        return all(gguf_file.tensor_infos_complete for gguf_file in self.files)
+
+    @property
     def version(self) -> int:
         return self.files[0].version
 

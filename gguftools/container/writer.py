@@ -47,14 +47,12 @@ def encode_key(key: str, byte_order: str) -> bytes:
     return struct.pack(byte_order + "Q", len(raw)) + raw
 
 
-def new_header(source: GGUFFile, changes: dict[str, NewValue | None]) -> bytes:
-    """Build the header of ``source`` with the keys in ``changes`` set (or removed when the value is None).
+def check_editable(source: GGUFFile, changes: dict[str, NewValue | None]) -> None:
+    """Raise EditError if this writer cannot apply ``changes`` to ``source`` and reproduce the rest exactly.
 
-    The result runs from the magic to the start of the tensor data, padding included. A changed key keeps
-    its position, and a new key goes after the last one. The source header is read with ``pread``, not
-    through the memory map, so that a file truncated by another process raises ``EditError`` instead of
-    killing the process with SIGBUS. Raises ``EditError`` for files this writer cannot reproduce exactly
-    (GGUF version 1, duplicate keys, tensor data past the end of the file).
+    The writer rejects GGUF version 1, duplicate keys, a change of general.alignment, and a file cut short in
+    its tensor infos or tensor data. ``new_header`` runs these checks, and ``set-mtp-source --dry-run`` runs
+    them without writing.
     """
     if source.version == 1:
         raise EditError("GGUF version 1 files cannot be edited; convert the file to version 3 first", source.path)
@@ -66,9 +64,20 @@ def new_header(source: GGUFFile, changes: dict[str, NewValue | None]) -> bytes:
         )
     if "general.alignment" in changes:
         raise EditError("changing general.alignment would move the tensor data; not supported", source.path)
-    truncated = [problem for problem in source.problems if "past the end of the file" in problem]
+    truncated = [problem for problem in source.problems if problem.rule == "gguf-truncated"]
     if truncated:
         raise EditError(f"refusing to edit a truncated file: {truncated[0]}", source.path)
+
+
+def new_header(source: GGUFFile, changes: dict[str, NewValue | None]) -> bytes:
+    """Build the header of ``source`` with the keys in ``changes`` set (or removed when the value is None).
+
+    The result runs from the magic to the start of the tensor data, padding included. A changed key keeps
+    its position, and a new key goes after the last one. The source header is read with ``pread``, not
+    through the memory map, so that a file truncated by another process raises ``EditError`` instead of
+    killing the process with SIGBUS. Raises ``EditError`` when ``check_editable`` rejects the edit.
+    """
+    check_editable(source, changes)
 
     order = source.byte_order
     old_header = read_exact(source, 0, source.tensor_infos_end)
