@@ -28,6 +28,8 @@ def write_raw(path, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
     return raw
 
 
+# Random bytes decode to NaN and infinite scales in some types; both sides compute the same NaNs.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("qtype", list(gguf.GGMLQuantizationType), ids=lambda qtype: qtype.name)
 def test_dequantize_type(tmp_path, qtype):
     if qtype in (gguf.GGMLQuantizationType.I8, gguf.GGMLQuantizationType.I16, gguf.GGMLQuantizationType.I32,
