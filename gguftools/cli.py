@@ -24,7 +24,7 @@ from gguftools.verify import (
     TextSource,
     demo_model_path,
     run_verify,
-    sample_text,
+    sample_source,
 )
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -119,6 +119,8 @@ def set_mtp_source(
             info = describe_mtp(model)
             key = NEXTN_HIDDEN_SOURCE.format(arch=arch)
             old = info.hidden_source
+            evidence_key = key + "_evidence"
+            has_evidence = evidence_key in model.metadata
             target = model.path
             if model.is_split and model.files[0].path != model.path:
                 target = model.files[0].path
@@ -128,13 +130,19 @@ def set_mtp_source(
                 f"pass --force to write it anyway"
             )
         old_text = printable(old) if old is not None else "(not set)"
-        changes = {key: NewValue(ValueType.STRING, source)}
+        changes: dict[str, NewValue | None] = {key: NewValue(ValueType.STRING, source)}
+        drop_evidence = has_evidence and old != source
+        if drop_evidence:
+            # The evidence that verify --write recorded supports the old value, so it would contradict the new one.
+            changes[evidence_key] = None
         if dry_run:
             if old != source or output is not None:  # otherwise the real run has nothing to write
                 check_edit(target, changes, output=output, overwrite_output=force)
             for stale in glob.glob(temp_pattern(os.path.realpath(output or target))):
                 click.echo(f"note: a temporary file left by an interrupted edit exists: {printable(stale)}", err=True)
             click.echo(f"{key}: {old_text} -> {source}")
+            if drop_evidence:
+                click.echo(f"{evidence_key}: removed, because it records the measurement behind {old_text}")
             return
         if old == source and output is None:
             for stale in remove_stale_temps(os.path.realpath(target)):
@@ -144,6 +152,8 @@ def set_mtp_source(
         result = set_metadata(target, changes, output=output, overwrite_output=force, keep_mtime=keep_mtime)
         echo_edit_notes(result)
         click.echo(f"{key}: {old_text} -> {source} ({printable(result.path)})")
+        if drop_evidence:
+            click.echo(f"{evidence_key}: removed, because it records the measurement behind {old_text}")
     except GGUFToolsError as error:
         raise fail(error) from None
 
@@ -173,7 +183,7 @@ def verify(
         raise UserError("--write needs FILE: the demo model shipped in the package is not edited", 2)
     path = file if file is not None else demo_model_path()
     if text_file is None:
-        text = TextSource("built-in sample (Python source)", text=sample_text())
+        text = sample_source()
     else:
         text = TextSource(text_file, path=text_file)
 
@@ -187,15 +197,21 @@ def verify(
             if write:
                 check_can_edit(target)  # before the measurement, which can take long on a real model
             verdict = run_verify(model, text, max_tokens=max_tokens, max_window=max_window, alpha=alpha, progress=progress)
+            file_evidence = model.get(verdict.file_key + "_evidence")
 
         result = None
+        unchanged = False
         if write and verdict.source != "undetermined":
-            changes = {
-                verdict.file_key: NewValue(ValueType.STRING, verdict.source),
-                verdict.file_key + "_evidence": NewValue(ValueType.STRING, verdict.evidence_summary()),
-            }
-            result = set_metadata(target, changes)
-            echo_edit_notes(result)
+            evidence_key = verdict.file_key + "_evidence"
+            evidence = verdict.evidence_summary()
+            unchanged = verdict.file_value == verdict.source and file_evidence == evidence
+            if not unchanged:
+                changes = {
+                    verdict.file_key: NewValue(ValueType.STRING, verdict.source),
+                    evidence_key: NewValue(ValueType.STRING, evidence),
+                }
+                result = set_metadata(target, changes)
+                echo_edit_notes(result)
 
         if json_:
             report = verify_json(verdict, path)
@@ -205,6 +221,8 @@ def verify(
             click.echo(verify_text(verdict, path, text.name))
         if result is not None:
             click.echo(f"wrote {verdict.file_key} = {verdict.source} to {printable(result.path)}", err=json_)
+        elif unchanged:
+            click.echo(f"{verdict.file_key}: already {verdict.source} with the same evidence; nothing to do", err=json_)
         elif write:
             raise UserError(f"{path}: the verdict is undetermined, so nothing was written")
     except GGUFToolsError as error:

@@ -292,7 +292,8 @@ def verify_text(verdict: Verdict, path: str, text_name: str) -> str:
         f"95% CI [{low * 100:+.2f}, {high * 100:+.2f}]",
         f"positions accepted by one feed only: post_norm {verdict.post_only}, pre_norm {verdict.pre_only}; "
         f"McNemar exact p = {verdict.p_value:.3g}",
-        f"control (post_norm drafts against the token one step later): {verdict.control_acceptance:.1%}",
+        "control (drafts against the token one step later): "
+        + ", ".join(f"{feed} {rate:.1%}" for feed, rate in verdict.control_acceptance.items()),
         "",
         f"verdict: {verdict.source} ({'no' if verdict.strength == 'none' else verdict.strength} evidence): "
         f"{verdict.reason}",

@@ -43,6 +43,9 @@ DEFAULT_MIN_DIFFERENCE = 0.005
 # after hnorm, so a measured difference tells little about training.
 MIN_NORM_SPREAD = 0.02
 MIN_WINDOW = 3
+# Below this share of distinct 4-token sequences, the text repeats a short pattern (a token run, a period-2
+# loop of special tokens); a head can then win on the pattern alone, whatever hidden state it was fed.
+MIN_TEXT_DIVERSITY = 0.1
 TEXT_CHUNK = 1024 * 1024  # bytes of a --text file read in the first round
 TOKEN_MARGIN = 64  # tokens dropped from the end of a partly read text, which the rest could change
 
@@ -85,13 +88,15 @@ class Verdict:
     post_only: int  # positions accepted with the post-norm feed only
     pre_only: int
     p_value: float
-    control_acceptance: float  # drafts scored against the token one step later: near chance for a real head
+    # per feed: drafts scored against the token one step later, near chance for a head that predicts the text
+    control_acceptance: dict[str, float]
     norm_spread: NormSpread
     tokens: int
     windows: int
     window_length: int
     file_key: str
     file_value: str | bytes | None
+    text_name: str = "text"
 
     @property
     def agrees_with_file(self) -> bool | None:
@@ -104,7 +109,7 @@ class Verdict:
         post, pre = self.scores["post_norm"], self.scores["pre_norm"]
         return (
             f"gguftools {__version__} verify: post_norm {post.acceptance:.4f} vs pre_norm {pre.acceptance:.4f} "
-            f"depth-1 acceptance over {post.positions} positions ({self.tokens} tokens), "
+            f"depth-1 acceptance over {post.positions} positions ({self.tokens} tokens of {self.text_name}), "
             f"McNemar p={self.p_value:.2g}, verdict {self.source} ({self.strength})"
         )
 
@@ -145,6 +150,11 @@ def windows_of(tokens: np.ndarray, window_length: int) -> list[np.ndarray]:
 
 def sample_text() -> str:
     return resources.files("gguftools.data").joinpath("sample.txt").read_text(encoding="utf-8")
+
+
+def sample_source() -> TextSource:
+    """Return the built-in sample text, as verify scores it when no --text is given."""
+    return TextSource("built-in sample (Python source)", text=sample_text())
 
 
 def demo_model_path() -> str:
@@ -188,8 +198,10 @@ def _tokenize_file_prefix(path: str, tokenizer: Tokenizer, max_tokens: int) -> n
     ``max_tokens`` tokens need. The prefix is tokenized whole, and only tokens well before its end are
     kept (the last ones could merge with text not read yet), unless the file ended.
     """
+    if not os.path.exists(path):
+        raise GGUFToolsError("file not found", path)
     if not os.path.isfile(path):
-        raise GGUFToolsError("is not a regular file; --text needs a UTF-8 text file", path)
+        raise GGUFToolsError("is not a regular file (a folder, pipe or device); --text needs a UTF-8 text file", path)
     size = max(TEXT_CHUNK, max_tokens * 8)
     with open(path, "rb") as handle:
         while True:
@@ -227,7 +239,7 @@ def run_verify(
     """Score both feeds of ``model``'s MTP head on ``text`` and return the verdict."""
     block = check_verifiable(model)
     arch = model.architecture
-    source = text if isinstance(text, TextSource) else TextSource("text", text=text)
+    text_source = text if isinstance(text, TextSource) else TextSource("text", text=text)
     net = Qwen35Model(GGUFWeights(model), path=model.path)
     context = net.hparams.context_length or max_window
     window_length = min(context, max_window)
@@ -237,11 +249,11 @@ def run_verify(
             model.path,
         )
 
-    tokens = source.tokens(load_tokenizer(model), max_tokens)
+    tokens = text_source.tokens(load_tokenizer(model), max_tokens)
     windows = windows_of(tokens, window_length)
     if not windows:
         raise GGUFToolsError(
-            f"the text gives {len(tokens)} tokens, too few to score (at least {MIN_WINDOW} needed)", source.name
+            f"the text gives {len(tokens)} tokens, too few to score (at least {MIN_WINDOW} needed)", text_source.name
         )
     norm = model.dequantize("output_norm.weight")
     if not np.isfinite(norm).all():
@@ -255,24 +267,29 @@ def run_verify(
         raise ModelError(f"the forward pass failed ({error}); check the file with gguftools validate", model.path) from None
 
     accepted = {feed: [] for feed in FEEDS}
-    control = []
+    control = {feed: [] for feed in FEEDS}
     for index, feed in enumerate(FEEDS):
         for number, states in enumerate(trunk):
             draft = drafts[index * len(windows) + number]  # drafts of x_{t+2}
             target = states.top_tokens[1:]  # the target's greedy token for position t + 2
             accepted[feed].append(draft == target)
-            if feed == "post_norm" and len(draft) > 1:
-                control.append(draft[:-1] == target[1:])  # the target's token one step too late
+            if len(draft) > 1:
+                control[feed].append(draft[:-1] == target[1:])  # the target's token one step too late
     outcomes = {feed: np.concatenate(accepted[feed]) for feed in FEEDS}
     scores = {feed: FeedScore(feed, int(outcomes[feed].sum()), len(outcomes[feed])) for feed in FEEDS}
     post_only = int((outcomes["post_norm"] & ~outcomes["pre_norm"]).sum())
     pre_only = int((outcomes["pre_norm"] & ~outcomes["post_norm"]).sum())
     difference, low, high = paired_difference_ci(outcomes["post_norm"], outcomes["pre_norm"])
     p_value = mcnemar_p_value(post_only, pre_only)
-    control_acceptance = float(np.concatenate(control).mean()) if control else float("nan")
+    control_acceptance = {
+        feed: float(np.concatenate(control[feed]).mean()) if control[feed] else float("nan") for feed in FEEDS
+    }
     spread = norm_spread(norm)
 
-    source, strength, reason = decide(scores, difference, p_value, control_acceptance, spread, alpha, min_difference)
+    diversity = text_diversity(np.concatenate(windows))
+    source, strength, reason = decide(
+        scores, difference, p_value, control_acceptance, spread, alpha, min_difference, diversity
+    )
     key = f"{arch}.nextn_hidden_source"
     return Verdict(
         source=source,
@@ -291,6 +308,7 @@ def run_verify(
         window_length=window_length,
         file_key=key,
         file_value=model.get(key),
+        text_name=text_source.name,
     )
 
 
@@ -326,17 +344,32 @@ def _score_windows(
     return trunk, drafts
 
 
+def text_diversity(tokens: np.ndarray, order: int = 4) -> float:
+    """Return the share of distinct ``order``-token sequences among all of them (1.0 when none repeats)."""
+    if len(tokens) <= order:
+        return 1.0
+    grams = np.lib.stride_tricks.sliding_window_view(tokens, order)  # [T - order + 1, order]
+    return len(np.unique(grams, axis=0)) / len(grams)
+
+
 def decide(
     scores: dict[str, FeedScore],
     difference: float,
     p_value: float,
-    control_acceptance: float,
+    control_acceptance: dict[str, float],
     spread: NormSpread,
     alpha: float,
     min_difference: float,
+    diversity: float = 1.0,
 ) -> tuple[str, str, str]:
     """Turn the measurement into (verdict, strength, reason)."""
-    best = max(score.acceptance for score in scores.values())
+    if diversity < MIN_TEXT_DIVERSITY:
+        return (
+            "undetermined",
+            "none",
+            f"the text repeats a short pattern (only {diversity:.1%} of its 4-token sequences are distinct); "
+            f"score real text",
+        )
     if spread.coefficient_of_variation < MIN_NORM_SPREAD:
         return (
             "undetermined",
@@ -344,13 +377,20 @@ def decide(
             f"output_norm is nearly uniform (coefficient of variation {spread.coefficient_of_variation:.3f}), "
             f"so the two feeds reach the head as almost the same vector",
         )
-    if not math.isnan(control_acceptance) and best <= control_acceptance + 0.02:
-        return (
-            "undetermined",
-            "none",
-            f"the head's best acceptance ({best:.1%}) is not above the shifted-target control "
-            f"({control_acceptance:.1%}): the head does not predict this text",
-        )
+    # A feed that drafts one constant token on degenerate text (NUL bytes, one repeated token) matches its
+    # shifted target as often as the real one: such a "win" says nothing about training.
+    for feed, score in scores.items():
+        control = control_acceptance.get(feed, float("nan"))
+        if score.acceptance > 0.02 and not math.isnan(control) and score.acceptance <= control + 0.02:
+            return (
+                "undetermined",
+                "none",
+                f"{feed} drafts match the token one step later as often as the right one "
+                f"({control:.1%} against {score.acceptance:.1%}): the head does not predict this text",
+            )
+    best = max(score.acceptance for score in scores.values())
+    if best <= 0.02:
+        return "undetermined", "none", f"the head's best acceptance is {best:.1%}: it does not predict this text"
     winner = "post_norm" if difference > 0 else "pre_norm"
     if p_value >= alpha:
         return "undetermined", "weak", f"the difference is not significant (p = {p_value:.3g}, not below {alpha})"

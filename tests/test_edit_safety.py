@@ -147,7 +147,7 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     if VERIFY_SKIP is not None:
         pytest.skip(VERIFY_SKIP)
     with open_gguf(TRAINED_FIXTURE) as fixture:
-        verdict = verify_module.run_verify(fixture, verify_module.sample_text(), max_tokens=VERIFY_TOKENS)
+        verdict = verify_module.run_verify(fixture, verify_module.sample_source(), max_tokens=VERIFY_TOKENS)
     assert verdict.source != "undetermined", f"{TRAINED_FIXTURE.name}: verify is undetermined: {verdict.reason}"
 
     def reuse_verdict(model, text, **options):

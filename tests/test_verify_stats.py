@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from gguftools.verify import FeedScore, NormSpread, decide, mcnemar_p_value, paired_difference_ci, windows_of
+from gguftools.verify import (
+    FeedScore,
+    NormSpread,
+    decide,
+    mcnemar_p_value,
+    paired_difference_ci,
+    text_diversity,
+    windows_of,
+)
 
 
 def test_mcnemar_small_counts():
@@ -51,29 +59,51 @@ UNEVEN = NormSpread(mean=1.0, std=0.6, min=0.2, max=4.0)
 
 
 def test_decide_significant_post():
-    verdict, strength, _ = decide(scores(0.40, 0.30), 0.10, 1e-20, 0.02, UNEVEN, 0.01, 0.005)
+    verdict, strength, _ = decide(scores(0.40, 0.30), 0.10, 1e-20, {'post_norm': 0.02, 'pre_norm': 0.02}, UNEVEN, 0.01, 0.005)
     assert (verdict, strength) == ("post_norm", "strong")
 
 
 def test_decide_significant_pre():
-    verdict, strength, _ = decide(scores(0.30, 0.40), -0.10, 1e-4, 0.02, UNEVEN, 0.01, 0.005)
+    verdict, strength, _ = decide(scores(0.30, 0.40), -0.10, 1e-4, {'post_norm': 0.02, 'pre_norm': 0.02}, UNEVEN, 0.01, 0.005)
     assert (verdict, strength) == ("pre_norm", "moderate")
 
 
 def test_decide_not_significant():
-    verdict, _, reason = decide(scores(0.40, 0.39), 0.01, 0.2, 0.02, UNEVEN, 0.01, 0.005)
+    verdict, _, reason = decide(scores(0.40, 0.39), 0.01, 0.2, {'post_norm': 0.02, 'pre_norm': 0.02}, UNEVEN, 0.01, 0.005)
     assert verdict == "undetermined"
     assert "not significant" in reason
 
 
 def test_decide_uniform_norm_is_undetermined():
     uniform = NormSpread(mean=1.0, std=0.001, min=0.998, max=1.002)
-    verdict, _, reason = decide(scores(0.40, 0.30), 0.10, 1e-20, 0.02, uniform, 0.01, 0.005)
+    verdict, _, reason = decide(scores(0.40, 0.30), 0.10, 1e-20, {'post_norm': 0.02, 'pre_norm': 0.02}, uniform, 0.01, 0.005)
     assert verdict == "undetermined"
     assert "nearly uniform" in reason
 
 
 def test_decide_head_at_chance_is_undetermined():
-    verdict, _, reason = decide(scores(0.03, 0.01), 0.02, 1e-8, 0.03, UNEVEN, 0.01, 0.005)
+    verdict, _, reason = decide(scores(0.03, 0.01), 0.02, 1e-8, {'post_norm': 0.03, 'pre_norm': 0.03}, UNEVEN, 0.01, 0.005)
     assert verdict == "undetermined"
-    assert "control" in reason
+    assert "does not predict this text" in reason
+
+
+def test_decide_degenerate_text_is_undetermined():
+    # one feed drafts a constant token that the target also repeats: its shifted control matches as often
+    controls = {"post_norm": 0.0, "pre_norm": 0.96}
+    verdict, _, reason = decide(scores(0.0, 0.961), -0.961, 0.0, controls, UNEVEN, 0.01, 0.005)
+    assert verdict == "undetermined"
+    assert "pre_norm drafts match the token one step later" in reason
+
+
+def test_text_diversity_of_patterns():
+    assert text_diversity(np.array([7] * 100)) == pytest.approx(1 / 97)
+    assert text_diversity(np.array([1, 2] * 50)) == pytest.approx(2 / 97)
+    assert text_diversity(np.arange(100)) == 1.0
+    assert text_diversity(np.arange(3)) == 1.0
+
+
+def test_decide_repetitive_text_is_undetermined():
+    controls = {"post_norm": 0.008, "pre_norm": 0.008}
+    verdict, _, reason = decide(scores(0.02, 0.176), -0.156, 1e-150, controls, UNEVEN, 0.01, 0.005, diversity=0.02)
+    assert verdict == "undetermined"
+    assert "repeats a short pattern" in reason

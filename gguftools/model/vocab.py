@@ -72,10 +72,13 @@ class VocabMatrix:
         best_score = np.full(len(x), -np.inf, dtype=np.float32)
         best_token = np.zeros(len(x), dtype=np.int64)
         for start, rows in self.slices():
-            scores = x @ rows.T  # [T, d] x [d, rows] -> [T, rows]
-            local = scores.argmax(axis=-1)
-            local_best = scores[np.arange(len(x)), local]
-            better = local_best > best_score  # strict: ties keep the lower token id, as argmax does
-            best_score[better] = local_best[better]
-            best_token[better] = local[better] + start
+            # Rows of x in blocks too, so that the score matrix stays near CHUNK_BYTES however long x is.
+            block = max(1, CHUNK_BYTES // (4 * len(rows)))
+            for first in range(0, len(x), block):
+                scores = x[first : first + block] @ rows.T  # [block, d] x [d, rows] -> [block, rows]
+                local = scores.argmax(axis=-1)
+                local_best = scores[np.arange(len(scores)), local]
+                better = local_best > best_score[first : first + block]  # strict: ties keep the lower id
+                best_score[first : first + block][better] = local_best[better]
+                best_token[first : first + block][better] = local[better] + start
         return best_token
