@@ -13,7 +13,7 @@ import click
 from gguftools import __version__
 from gguftools.container import ValueType, open_gguf
 from gguftools.container.writer import NewValue
-from gguftools.edit import EditResult, check_can_edit, check_edit, remove_stale_temps, set_metadata, temp_pattern
+from gguftools.edit import EditResult, check_edit, remove_stale_temps, set_metadata, temp_pattern
 from gguftools.errors import GGUFToolsError
 from gguftools.mtp import NEXTN_HIDDEN_SOURCE, Layout, describe_mtp
 from gguftools.render import inspect_json, inspect_text, printable, verify_json, verify_text
@@ -162,7 +162,7 @@ def set_mtp_source(
 @click.argument("file", required=False)
 @click.option("--text", "text_file", help="Score on this UTF-8 text file instead of the built-in sample.")
 @click.option("--tokens", "max_tokens", type=click.IntRange(min=4), default=DEFAULT_TOKENS, show_default=True, help="Score at most this many tokens of the text.")
-@click.option("--window", "max_window", type=click.IntRange(min=4), default=DEFAULT_MAX_WINDOW, show_default=True, help="Longest window in tokens; the model's context_length caps it too.")
+@click.option("--window", "max_window", type=click.IntRange(min=4), default=DEFAULT_MAX_WINDOW, show_default=True, help="Maximum window length in tokens; the model's context_length caps it too.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA, show_default=True, help="Significance level the paired test must reach for a verdict.")
 @click.option("--write", is_flag=True, help="Record a decisive verdict in the file with the same safe write as set-mtp-source.")
 @click.option("--json", "json_", is_flag=True, help="Print one JSON object instead of text.")
@@ -195,7 +195,11 @@ def verify(
         with open_gguf(path) as model:
             target = model.files[0].path
             if write:
-                check_can_edit(target)  # before the measurement, which can take long on a real model
+                # Check before the measurement, which can take long on a real model. The values are placeholders:
+                # only the key names and the file matter to the checks.
+                key = NEXTN_HIDDEN_SOURCE.format(arch=model.architecture)
+                placeholder = NewValue(ValueType.STRING, "post_norm")
+                check_edit(target, {key: placeholder, key + "_evidence": placeholder})
             verdict = run_verify(model, text, max_tokens=max_tokens, max_window=max_window, alpha=alpha, progress=progress)
             file_evidence = model.get(verdict.file_key + "_evidence")
 

@@ -537,8 +537,3 @@ def _set_mtime(fd: int, mtime_ns: int, target: str) -> None:
         os.fsync(fd)
     except OSError as error:
         raise EditError(f"setting the modification time failed: {_reason(error)}; the original is unchanged", target) from None
-
-
-def check_can_edit(path: str) -> None:
-    """Raise EditError now if an in-place edit of ``path`` would be refused, before any long work starts."""
-    _plan(path, None, overwrite_output=False)

@@ -40,11 +40,11 @@ DEFAULT_ALPHA = 0.01
 # however significant, because engines would not notice it.
 DEFAULT_MIN_DIFFERENCE = 0.005
 # Below this coefficient of variation of output_norm, pre- and post-norm feeds are nearly the same vector
-# after hnorm, so a measured difference tells little about training.
+# after hnorm, so a measured difference shows little about training.
 MIN_NORM_SPREAD = 0.02
 MIN_WINDOW = 3
-# Below this share of distinct 4-token sequences, the text repeats a short pattern (a token run, a period-2
-# loop of special tokens); a head can then win on the pattern alone, whatever hidden state it was fed.
+# Below this share of distinct 4-token sequences, the text repeats a short pattern, such as a run of one token
+# or a loop of two special tokens. A head can then win on the pattern alone, whatever hidden state it was fed.
 MIN_TEXT_DIVERSITY = 0.1
 TEXT_CHUNK = 1024 * 1024  # bytes of a --text file read in the first round
 TOKEN_MARGIN = 64  # tokens dropped from the end of a partly read text, which the rest could change
@@ -380,7 +380,7 @@ def decide(
         )
 
     # A feed that drafts one constant token on degenerate text (NUL bytes, one repeated token) matches its
-    # shifted target as often as the real one: such a "win" tells nothing about training. Only the better
+    # shifted target as often as the real one: such a "win" shows nothing about training. Only the better
     # feed is checked, since the other may fall to chance when it is the one the head was not trained on.
     best_feed = max(scores, key=lambda feed: scores[feed].acceptance)
     best = scores[best_feed].acceptance

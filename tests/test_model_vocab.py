@@ -1,4 +1,4 @@
-"""Vocabulary matrices read in row slices give the same answers as the whole matrix."""
+"""Vocabulary matrices read in row slices give the same results as the whole matrix."""
 
 from __future__ import annotations
 

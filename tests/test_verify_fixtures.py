@@ -146,7 +146,7 @@ def test_verify_text_must_be_regular_file(tmp_path, kind):
     assert "is not a regular file" in result.output
 
 
-def test_long_text_is_read_only_as_far_as_needed(tmp_path, monkeypatch):
+def test_text_file_read_partially(tmp_path, monkeypatch):
     import gguftools.verify as verify_module
 
     monkeypatch.setattr(verify_module, "TEXT_CHUNK", 4096)

@@ -195,7 +195,7 @@ class Qwen35Model:
 
 @dataclasses.dataclass
 class WindowStates:
-    """What ``forward_windows`` keeps of one window of ``T`` tokens."""
+    """Hidden states and greedy tokens of one window of ``T`` tokens, as ``forward_windows`` returns them."""
 
     hidden_pre_norm: np.ndarray  # [T, embedding_length]
     hidden_post_norm: np.ndarray  # [T, embedding_length]
